@@ -1,0 +1,230 @@
+"""An agent's life: dial the control plane, announce slots, run the jobs it is given, redial."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import pydantic
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from agent.backoff import Backoff
+from agent.engine import EngineError, SimpleEngine
+from paddler import __version__, protocol
+
+logger = logging.getLogger("paddler.agent")
+
+WELCOME_TIMEOUT_SECONDS = 10.0
+
+
+def socket_url(control_plane: str) -> str:
+    """Turn the control plane's management address into the agent socket's ws(s):// URL."""
+    if "://" not in control_plane:
+        control_plane = "http://" + control_plane
+    parts = urlsplit(control_plane)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"not an http(s):// or ws(s):// address: {control_plane!r}")
+    path = parts.path if parts.path not in ("", "/") else protocol.AGENT_SOCKET_PATH
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class AgentRunner:
+    def __init__(
+        self,
+        engine: SimpleEngine,
+        *,
+        control_plane: str,
+        token: str,
+        name: str,
+        pool: str,
+        instance_id: str | None = None,
+        reconnect_max_delay: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.url = socket_url(control_plane)
+        self.token = token
+        self.name = name
+        self.pool = pool
+        self.instance_id = instance_id
+        self.agent_id = uuid.uuid4().hex
+        self.state: protocol.AgentState = "loading"
+        self.issues: tuple[str, ...] = ()
+        self._backoff = Backoff(initial=0.2, maximum=reconnect_max_delay)
+        self._outbox: asyncio.Queue[protocol.Message] | None = None
+        self._jobs: dict[str, tuple[asyncio.Task[None], threading.Event]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loader = asyncio.create_task(self._load())
+        try:
+            while not stop.is_set():
+                await self._connect_once()
+                delay = self._backoff.next_delay()
+                logger.info("reconnecting in %.1fs", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            loader.cancel()
+            await self._stop_all_jobs()
+
+    async def _load(self) -> None:
+        try:
+            await self.engine.load()
+        except Exception as error:
+            logger.exception("could not load the model")
+            self._set_state("error", (f"model failed to load: {error}",))
+            return
+        logger.info(
+            "model %s loaded with %d slots", self.engine.model_name, self.engine.slots_total
+        )
+        self._set_state("ready")
+
+    def _set_state(self, state: protocol.AgentState, issues: tuple[str, ...] = ()) -> None:
+        self.state = state
+        self.issues = issues
+        if self._outbox is not None:
+            self._outbox.put_nowait(self._status())
+
+    def _status(self) -> protocol.Status:
+        return protocol.Status(
+            state=self.state,
+            slots_busy=self.engine.slots_busy,
+            slots_total=self.engine.slots_total,
+            model=self.engine.model_name,
+            issues=self.issues,
+        )
+
+    async def _connect_once(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            async with connect(
+                self.url,
+                additional_headers=headers,
+                open_timeout=5,
+                ping_interval=2,
+                ping_timeout=4,
+                close_timeout=2,
+                max_size=None,
+            ) as socket:
+                logger.info("connected to %s", self.url)
+                self._backoff.reset()
+                await self._session(socket)
+        except InvalidStatus as error:
+            status = error.response.status_code
+            if status in (401, 403):
+                logger.error("the control plane refused this agent's token (HTTP %d)", status)
+            else:
+                logger.warning("the control plane answered HTTP %d", status)
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
+            logger.warning("connection to %s failed or dropped: %s", self.url, error or type(error))
+        finally:
+            self._outbox = None
+            await self._stop_all_jobs()
+
+    async def _session(self, socket: ClientConnection) -> None:
+        hello = protocol.Hello(
+            agent_id=self.agent_id,
+            name=self.name,
+            version=__version__,
+            slots=self.engine.slots_total,
+            model=self.engine.model_name,
+            pool=self.pool,
+            instance_id=self.instance_id,
+        )
+        await socket.send(protocol.encode(hello))
+        welcome = protocol.decode_control_plane_message(
+            await asyncio.wait_for(socket.recv(), WELCOME_TIMEOUT_SECONDS)
+        )
+        if not isinstance(welcome, protocol.Welcome):
+            raise InvalidHandshake(f"expected welcome, got {welcome.type}")
+        outbox: asyncio.Queue[protocol.Message] = asyncio.Queue()
+        self._outbox = outbox
+        outbox.put_nowait(self._status())
+        tasks = [
+            asyncio.create_task(self._write(socket, outbox)),
+            asyncio.create_task(self._heartbeat(outbox, welcome.heartbeat_seconds)),
+        ]
+        try:
+            async for frame in socket:
+                try:
+                    message = protocol.decode_control_plane_message(frame)
+                except pydantic.ValidationError as error:
+                    logger.warning("ignored an invalid message from the control plane: %s", error)
+                    continue
+                self._handle(message, outbox)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _handle(
+        self, message: protocol.ControlPlaneMessage, outbox: asyncio.Queue[protocol.Message]
+    ) -> None:
+        match message:
+            case protocol.Job():
+                stop = threading.Event()
+                task = asyncio.create_task(self._run_job(message, outbox, stop))
+                self._jobs[message.job_id] = (task, stop)
+            case protocol.Cancel():
+                running = self._jobs.get(message.job_id)
+                if running is not None:
+                    logger.info("job %s cancelled by the control plane", message.job_id)
+                    running[1].set()
+            case protocol.Drain():
+                logger.info("draining: finishing %d job(s), taking no more", len(self._jobs))
+                self._set_state("draining")
+            case protocol.Welcome():
+                logger.warning("ignored a second welcome")
+
+    async def _run_job(
+        self, job: protocol.Job, outbox: asyncio.Queue[protocol.Message], stop: threading.Event
+    ) -> None:
+        def emit(text: str) -> None:
+            outbox.put_nowait(protocol.Token(job_id=job.job_id, text=text))
+
+        try:
+            result = await self.engine.generate(job.request, emit, stop)
+            outbox.put_nowait(
+                protocol.Done(
+                    job_id=job.job_id,
+                    finish_reason=result.finish_reason,
+                    usage=result.usage,
+                    seconds_to_first_token=result.seconds_to_first_token,
+                    seconds_total=result.seconds_total,
+                )
+            )
+        except EngineError as error:
+            outbox.put_nowait(
+                protocol.JobError(job_id=job.job_id, code=error.code, message=error.message)
+            )
+        except Exception as error:
+            logger.exception("job %s failed", job.job_id)
+            outbox.put_nowait(
+                protocol.JobError(job_id=job.job_id, code="engine_failure", message=str(error))
+            )
+        finally:
+            self._jobs.pop(job.job_id, None)
+
+    async def _stop_all_jobs(self) -> None:
+        """Jobs of a lost connection have nobody to report to: stop them and free their slots."""
+        running = list(self._jobs.values())
+        for _, stop in running:
+            stop.set()
+        if running:
+            await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
+
+    async def _write(
+        self, socket: ClientConnection, outbox: asyncio.Queue[protocol.Message]
+    ) -> None:
+        while True:
+            message = await outbox.get()
+            await socket.send(protocol.encode(message))
+
+    async def _heartbeat(self, outbox: asyncio.Queue[protocol.Message], interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            outbox.put_nowait(self._status())

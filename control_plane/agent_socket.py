@@ -1,0 +1,108 @@
+"""The websocket agents dial: registration, heartbeats, and job traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+
+import pydantic
+from quart import Blueprint, Response, current_app, websocket
+
+from control_plane.fleet import AgentLink
+from control_plane.state import ControlPlane
+from paddler import protocol
+
+logger = logging.getLogger("paddler.agents")
+
+agent_socket = Blueprint("agent_socket", __name__)
+
+HELLO_TIMEOUT_SECONDS = 10.0
+
+
+def _authorized(state: ControlPlane) -> bool:
+    expected = state.settings.agent_token
+    if not expected:
+        return True
+    header = websocket.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented, expected)
+
+
+@agent_socket.websocket(protocol.AGENT_SOCKET_PATH)
+async def agent_connection() -> Response | None:
+    state: ControlPlane = current_app.config["PADDLER"]
+    remote = websocket.remote_addr
+    if not _authorized(state):
+        logger.warning("refused an agent from %s: wrong or missing token", remote)
+        return Response("invalid agent token", status=401)
+    await websocket.accept()
+    try:
+        hello = protocol.decode_agent_message(
+            await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_SECONDS)
+        )
+    except (TimeoutError, pydantic.ValidationError) as error:
+        logger.warning("agent from %s did not say hello: %s", remote, error)
+        await websocket.close(1002, "expected a hello message")
+        return None
+    if not isinstance(hello, protocol.Hello) or hello.protocol != protocol.PROTOCOL_VERSION:
+        logger.warning("agent from %s sent %r instead of a protocol 1 hello", remote, hello)
+        await websocket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
+        return None
+
+    await state.ensure_pool(hello.pool, hello.model, hello.slots)
+    link = AgentLink(
+        agent_id=hello.agent_id,
+        name=hello.name,
+        pool=hello.pool,
+        model=hello.model,
+        slots=hello.slots,
+        remote_address=remote,
+        instance_id=hello.instance_id,
+    )
+    link.connection_id = await state.store.agent_connected(
+        hello.agent_id, hello.name, hello.pool, link.state, remote
+    )
+    logger.info(
+        "agent %s joined pool %s from %s (%d slots)", link.name, link.pool, remote, link.slots
+    )
+    heartbeat = state.settings.agent_timeout / 3
+    link.send(protocol.Welcome(pool=link.pool, heartbeat_seconds=heartbeat))
+    state.scheduler.agent_joined(link)
+    writer = asyncio.create_task(_write(link))
+    reason = "connection closed"
+    try:
+        reason = await _read(state, link)
+    finally:
+        writer.cancel()
+        state.scheduler.agent_left(link)
+        logger.info("agent %s left pool %s: %s", link.name, link.pool, reason)
+        await asyncio.shield(
+            state.store.agent_disconnected(link.agent_id, link.connection_id, reason)
+        )
+    return None
+
+
+async def _write(link: AgentLink) -> None:
+    while True:
+        message = await link.outbox.get()
+        await websocket.send(protocol.encode(message))
+
+
+async def _read(state: ControlPlane, link: AgentLink) -> str:
+    """Relay the agent's messages to the scheduler until it goes quiet or away."""
+    last_state = link.state
+    while True:
+        try:
+            frame = await asyncio.wait_for(websocket.receive(), state.settings.agent_timeout)
+        except TimeoutError:
+            return f"silent for {state.settings.agent_timeout:.0f}s"
+        try:
+            message = protocol.decode_agent_message(frame)
+        except pydantic.ValidationError as error:
+            logger.warning("agent %s sent an invalid message: %s", link.name, error)
+            continue
+        state.scheduler.agent_message(link, message)
+        if link.state != last_state:
+            last_state = link.state
+            await state.store.agent_state_changed(link.agent_id, link.state)

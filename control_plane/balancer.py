@@ -1,0 +1,15 @@
+"""Which agent gets the next job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from control_plane.fleet import AgentLink
+
+
+def choose_agent(candidates: Iterable[AgentLink]) -> AgentLink | None:
+    """The ready agent with the most free slots; ties go to the one given work longest ago."""
+    available = [link for link in candidates if link.free_slots > 0]
+    if not available:
+        return None
+    return max(available, key=lambda link: (link.free_slots, -link.last_assigned_at))

@@ -1,0 +1,213 @@
+"""Errors the OpenAI-compatible API answers with, and the Quart handlers that render them.
+
+Every error response has the shape OpenAI clients expect::
+
+    {"error": {"message": "...", "type": "...", "param": "...", "code": "..."}}
+
+Raise an :class:`OpenAIError` anywhere inside a request handler; :func:`install_error_handlers`
+turns it (and any other exception, including routing errors) into such a response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+
+from quart import (
+    Quart,
+    Response,
+    current_app,
+    has_request_context,
+    has_websocket_context,
+    request,
+    websocket,
+)
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+INVALID_REQUEST = "invalid_request_error"
+OVERLOADED = "overloaded_error"
+SERVER_ERROR = "server_error"
+
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+class OpenAIError(Exception):
+    """An error that is answered with an OpenAI-shaped JSON body and the given status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIError(status={self.status}, message={self.message!r}, type={self.type!r}, "
+            f"param={self.param!r}, code={self.code!r})"
+        )
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, type=INVALID_REQUEST, param=param, code=code)
+
+
+def model_not_found(model: str) -> OpenAIError:
+    return OpenAIError(
+        404,
+        f"The model '{model}' does not exist or is not served by any agent.",
+        type=INVALID_REQUEST,
+        param="model",
+        code="model_not_found",
+    )
+
+
+def buffer_full(retry_after_seconds: float) -> OpenAIError:
+    retry_after = max(1, math.ceil(retry_after_seconds))
+    return OpenAIError(
+        503,
+        "The server is overloaded: too many requests are waiting for an agent. Please retry later.",
+        type=OVERLOADED,
+        code="buffer_full",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def buffer_timeout(waited_seconds: float | None = None) -> OpenAIError:
+    waited = f" within {waited_seconds:g} seconds" if waited_seconds is not None else " in time"
+    return OpenAIError(
+        504,
+        f"No agent became available to serve the request{waited}. Please retry later.",
+        type=OVERLOADED,
+        code="buffer_timeout",
+    )
+
+
+def agent_lost(detail: str | None = None) -> OpenAIError:
+    message = "The agent serving this request went away before it finished"
+    return OpenAIError(
+        502,
+        f"{message}: {detail}." if detail else f"{message}.",
+        type=SERVER_ERROR,
+        code="agent_lost",
+    )
+
+
+def agent_error(code: str, message: str) -> OpenAIError:
+    """An error an agent reported for a job.
+
+    ``context_length_exceeded`` (OpenAI's code for a prompt that does not fit) is the client's
+    fault and answers 400; anything else is the server's and answers 502.
+    """
+    if code == CONTEXT_LENGTH_EXCEEDED:
+        return OpenAIError(400, message, type=INVALID_REQUEST, code=code)
+    return OpenAIError(
+        502, f"The agent failed to serve the request: {message}", type=SERVER_ERROR, code=code
+    )
+
+
+def payload_too_large(limit: int | None) -> OpenAIError:
+    limit_text = f" of {limit} bytes" if limit is not None else ""
+    return OpenAIError(
+        413,
+        f"The request body is larger than the limit{limit_text}.",
+        type=INVALID_REQUEST,
+        code="payload_too_large",
+    )
+
+
+def internal_error() -> OpenAIError:
+    return OpenAIError(500, INTERNAL_ERROR_MESSAGE, type=SERVER_ERROR)
+
+
+def error_response(error: OpenAIError) -> Response:
+    """Render ``error`` as a JSON response; useful outside of the error handlers too."""
+    return Response(
+        json.dumps(error.body()),
+        status=error.status,
+        headers=error.headers,
+        content_type="application/json",
+    )
+
+
+def install_error_handlers(app: Quart) -> None:
+    """Make every error ``app`` answers with an OpenAI-shaped JSON body."""
+    app.register_error_handler(OpenAIError, _handle_openai_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected_exception)
+
+
+async def _handle_openai_error(error: OpenAIError) -> Response:
+    return error_response(error)
+
+
+async def _handle_http_exception(error: HTTPException) -> Response:
+    response = error_response(_openai_error_for_http_exception(error))
+    allowed_methods = getattr(error, "valid_methods", None)
+    if error.code == 405 and allowed_methods:
+        response.headers["Allow"] = ", ".join(allowed_methods)
+    return response
+
+
+async def _handle_unexpected_exception(error: Exception) -> Response:
+    method, path = _current_route()
+    logger.error(
+        "Unhandled exception while serving %s %s",
+        method,
+        path,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+    return error_response(internal_error())
+
+
+def _openai_error_for_http_exception(error: HTTPException) -> OpenAIError:
+    status = error.code or 500
+    method, path = _current_route()
+    if status == 404:
+        return OpenAIError(404, f"Invalid URL ({method} {path})", code="unknown_url")
+    if status == 405:
+        return OpenAIError(
+            405,
+            f"Invalid method for URL ({method} {path})",
+            code="method_not_allowed",
+        )
+    if status == 413:
+        return payload_too_large(current_app.config.get("MAX_CONTENT_LENGTH"))
+    if status >= 500:
+        return OpenAIError(status, INTERNAL_ERROR_MESSAGE, type=SERVER_ERROR)
+    return OpenAIError(status, error.description or error.name, type=INVALID_REQUEST)
+
+
+def _current_route() -> tuple[str, str]:
+    if has_request_context():
+        return request.method, request.path
+    if has_websocket_context():
+        return "WEBSOCKET", websocket.path
+    return "-", "-"

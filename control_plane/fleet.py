@@ -1,0 +1,81 @@
+"""Live agents: who is connected, to which pool, and how many of their slots are taken."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from control_plane.jobs import InferenceJob
+from paddler.protocol import AgentState, Message
+
+
+@dataclass(eq=False)
+class AgentLink:
+    """A connected agent. Messages put in ``outbox`` are written to its websocket in order."""
+
+    agent_id: str
+    name: str
+    pool: str
+    model: str
+    slots: int
+    remote_address: str | None = None
+    instance_id: str | None = None
+    state: AgentState = "loading"
+    jobs: dict[str, InferenceJob] = field(default_factory=dict)
+    connected_at: float = field(default_factory=time.time)
+    last_assigned_at: float = field(default_factory=time.monotonic)
+    connection_id: int = 0
+    outbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+
+    @property
+    def free_slots(self) -> int:
+        if self.state != "ready":
+            return 0
+        return max(0, self.slots - len(self.jobs))
+
+    def send(self, message: Message) -> None:
+        self.outbox.put_nowait(message)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "id": self.agent_id,
+            "name": self.name,
+            "pool": self.pool,
+            "model": self.model,
+            "state": self.state,
+            "slots_total": self.slots,
+            "slots_busy": len(self.jobs),
+            "remote_address": self.remote_address,
+            "instance_id": self.instance_id,
+            "connected_at": self.connected_at,
+        }
+
+
+class Fleet:
+    """The registry of connected agents, indexed by id and by pool."""
+
+    def __init__(self) -> None:
+        self._agents: dict[str, AgentLink] = {}
+
+    def add(self, link: AgentLink) -> AgentLink | None:
+        """Register ``link``; return the link it replaces when the same agent reconnects."""
+        previous = self._agents.get(link.agent_id)
+        self._agents[link.agent_id] = link
+        return previous
+
+    def remove(self, link: AgentLink) -> bool:
+        if self._agents.get(link.agent_id) is link:
+            del self._agents[link.agent_id]
+            return True
+        return False
+
+    def in_pool(self, pool: str) -> list[AgentLink]:
+        return [link for link in self._agents.values() if link.pool == pool]
+
+    def __iter__(self) -> Iterator[AgentLink]:
+        return iter(list(self._agents.values()))
+
+    def __len__(self) -> int:
+        return len(self._agents)

@@ -1,0 +1,164 @@
+"""The public OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from quart import Blueprint, Response, current_app, request
+
+from control_plane import errors, openai_responses
+from control_plane.jobs import InferenceJob, TextPiece
+from control_plane.openai_requests import (
+    InferenceCall,
+    parse_chat_completion,
+    parse_completion,
+)
+from control_plane.relay import Waiting, follow
+from control_plane.scheduler import BufferFull
+from control_plane.state import ControlPlane
+from paddler.protocol import Done
+
+logger = logging.getLogger("paddler.inference")
+
+inference_api = Blueprint("inference_api", __name__)
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def control_plane() -> ControlPlane:
+    state: ControlPlane = current_app.config["PADDLER"]
+    return state
+
+
+@inference_api.get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@inference_api.get("/v1/models")
+async def list_models() -> dict[str, Any]:
+    pools = control_plane().pools
+    created = {name: int(pool.created_at.timestamp()) for name, pool in pools.items()}
+    return openai_responses.models_list(sorted(pools), created)
+
+
+@inference_api.post("/v1/chat/completions")
+async def chat_completions() -> Response:
+    return await _serve(parse_chat_completion(await request.get_data(cache=False)))
+
+
+@inference_api.post("/v1/completions")
+async def completions() -> Response:
+    return await _serve(parse_completion(await request.get_data(cache=False)))
+
+
+async def _serve(call: InferenceCall) -> Response:
+    state = control_plane()
+    if call.model not in state.pools:
+        raise errors.model_not_found(call.model)
+    job = InferenceJob(pool=call.model, request=call.request)
+    try:
+        state.scheduler.submit(job)
+    except BufferFull as full:
+        raise errors.buffer_full(_retry_after(state, call.model)) from full
+    updates = follow(
+        job,
+        state.scheduler,
+        buffer_timeout=state.settings.buffer_timeout,
+        report_interval=state.settings.queue_report_interval,
+    )
+    if call.stream:
+        response = Response(
+            _stream(call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
+        )
+        response.timeout = None
+        return response
+    try:
+        return await _collect(call, updates)
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+
+
+def _retry_after(state: ControlPlane, pool: str) -> int:
+    """A hint for clients: roughly how long until the queue ahead of them drains."""
+    ready = state.ready_agents(pool)
+    if ready == 0:
+        return max(1, math.ceil(state.settings.buffer_timeout / 2))
+    return 1 + state.scheduler.queued(pool) // max(1, ready)
+
+
+async def _collect(call: InferenceCall, updates: AsyncIterator[Any]) -> Response:
+    pieces: list[str] = []
+    async for update in updates:
+        if isinstance(update, TextPiece):
+            pieces.append(update.text)
+        elif isinstance(update, Done):
+            body = _final_object(call)(
+                openai_responses.new_completion_id(call.request.kind),
+                int(time.time()),
+                call.model,
+                "".join(pieces),
+                update.finish_reason,
+                update.usage,
+            )
+            return Response(json.dumps(body), mimetype="application/json")
+    raise errors.agent_lost("the agent stopped without finishing the request")
+
+
+def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
+    if call.request.kind == "chat":
+        return openai_responses.chat_completion
+    return openai_responses.text_completion
+
+
+async def _stream(
+    call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Any]
+) -> AsyncIterator[bytes]:
+    state = control_plane()
+    completion_id = openai_responses.new_completion_id(call.request.kind)
+    created = int(time.time())
+    chat = call.request.kind == "chat"
+    chunk = openai_responses.chat_chunk if chat else openai_responses.text_chunk
+    usage_chunk = openai_responses.chat_usage_chunk if chat else openai_responses.text_usage_chunk
+    sent_role = False
+    try:
+        yield openai_responses.sse_comment(f"queued position={state.scheduler.position(job)}")
+        async for update in updates:
+            if isinstance(update, Waiting):
+                yield openai_responses.sse_comment(
+                    f"queued position={update.position} waited={update.seconds_waited:.0f}s"
+                )
+                continue
+            if chat and not sent_role:
+                sent_role = True
+                yield openai_responses.sse_event(
+                    openai_responses.chat_chunk(completion_id, created, call.model, role=True)
+                )
+            if isinstance(update, TextPiece):
+                if update.text:
+                    yield openai_responses.sse_event(
+                        chunk(completion_id, created, call.model, text=update.text)
+                    )
+            else:
+                yield openai_responses.sse_event(
+                    chunk(completion_id, created, call.model, finish_reason=update.finish_reason)
+                )
+                if call.include_usage:
+                    yield openai_responses.sse_event(
+                        usage_chunk(completion_id, created, call.model, update.usage)
+                    )
+                break
+    except errors.OpenAIError as error:
+        logger.info("stream of job %s ended with %s", job.id, error.code)
+        yield openai_responses.sse_event(error.body())
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+    yield openai_responses.sse_event("[DONE]")

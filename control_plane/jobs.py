@@ -1,0 +1,59 @@
+"""One inference request as the control plane tracks it, and what happens to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from paddler.protocol import Done, GenerationRequest
+
+if TYPE_CHECKING:
+    from control_plane.fleet import AgentLink
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    agent_name: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """The agent vanished before the first token; the job waits again at the head of the queue."""
+
+    agent_name: str
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str
+    message: str
+
+
+JobEvent = Dispatched | Requeued | TextPiece | Done | Failed
+
+
+@dataclass(eq=False)
+class InferenceJob:
+    pool: str
+    request: GenerationRequest
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    enqueued_at: float = field(default_factory=time.monotonic)
+    events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
+    agent: AgentLink | None = None
+    attempts: int = 0
+    started: bool = False
+    finished: bool = False
+    withdrawn: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        return self.agent is None and not self.finished and not self.withdrawn

@@ -1,0 +1,223 @@
+"""Builders for the JSON objects the OpenAI-compatible API answers with.
+
+Every builder returns a plain, JSON-ready ``dict`` shaped like OpenAI's own responses, so that
+the official SDKs parse them. Streaming responses are server-sent events made with
+:func:`sse_event` and terminated by ``sse_event("[DONE]")``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from paddler.protocol import FinishReason, JobKind, Usage
+
+JsonObject = dict[str, Any]
+
+DONE = "[DONE]"
+OWNED_BY = "paddler"
+
+_ID_PREFIXES: dict[JobKind, str] = {"chat": "chatcmpl-", "completion": "cmpl-"}
+
+# OpenAI has no finish reason for a generation that was cut short by the server; "stop" is the
+# closest one every client understands.
+_OPENAI_FINISH_REASONS: dict[FinishReason, str] = {
+    "stop": "stop",
+    "length": "length",
+    "cancelled": "stop",
+}
+
+
+def new_completion_id(kind: JobKind) -> str:
+    """A fresh id such as ``chatcmpl-<hex>`` (chat) or ``cmpl-<hex>`` (completion)."""
+    return _ID_PREFIXES[kind] + secrets.token_hex(12)
+
+
+def openai_finish_reason(finish_reason: FinishReason) -> str:
+    return _OPENAI_FINISH_REASONS[finish_reason]
+
+
+def usage_object(usage: Usage) -> JsonObject:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+# -- chat completions ------------------------------------------------------------------------
+
+
+def chat_completion(
+    id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: FinishReason,
+    usage: Usage,
+) -> JsonObject:
+    """The body of a non-streaming ``POST /v1/chat/completions`` response."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": openai_finish_reason(finish_reason),
+            }
+        ],
+        "usage": usage_object(usage),
+    }
+
+
+def chat_chunk(
+    id: str,
+    created: int,
+    model: str,
+    *,
+    role: bool = False,
+    text: str | None = None,
+    finish_reason: FinishReason | None = None,
+) -> JsonObject:
+    """One streamed chat chunk.
+
+    The first chunk of a stream has ``role=True`` (its delta carries the assistant role and
+    empty content), the middle ones carry ``text``, and the last one carries ``finish_reason``
+    with an empty delta.
+    """
+    delta: JsonObject = {}
+    if role:
+        delta["role"] = "assistant"
+        delta["content"] = ""
+    if text is not None:
+        delta["content"] = text
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": _optional_finish_reason(finish_reason),
+            }
+        ],
+    }
+
+
+def chat_usage_chunk(id: str, created: int, model: str, usage: Usage) -> JsonObject:
+    """The extra chunk sent before ``[DONE]`` when ``stream_options.include_usage`` is set."""
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage_object(usage),
+    }
+
+
+# -- (legacy) text completions ---------------------------------------------------------------
+
+
+def text_completion(
+    id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: FinishReason,
+    usage: Usage,
+) -> JsonObject:
+    """The body of a non-streaming ``POST /v1/completions`` response."""
+    return {
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [_text_choice(text, openai_finish_reason(finish_reason))],
+        "usage": usage_object(usage),
+    }
+
+
+def text_chunk(
+    id: str,
+    created: int,
+    model: str,
+    *,
+    text: str = "",
+    finish_reason: FinishReason | None = None,
+) -> JsonObject:
+    """One streamed completion chunk; the last one carries ``finish_reason``."""
+    return {
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [_text_choice(text, _optional_finish_reason(finish_reason))],
+    }
+
+
+def text_usage_chunk(id: str, created: int, model: str, usage: Usage) -> JsonObject:
+    """The extra chunk sent before ``[DONE]`` when ``stream_options.include_usage`` is set."""
+    return {
+        "id": id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage_object(usage),
+    }
+
+
+def _text_choice(text: str, finish_reason: str | None) -> JsonObject:
+    return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _optional_finish_reason(finish_reason: FinishReason | None) -> str | None:
+    return None if finish_reason is None else openai_finish_reason(finish_reason)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def models_list(names: list[str], created: Mapping[str, int] | int) -> JsonObject:
+    """The body of ``GET /v1/models``.
+
+    ``created`` is either one timestamp for every model or a timestamp per model name; a name
+    missing from the mapping gets 0.
+    """
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": name,
+                "object": "model",
+                "created": created if isinstance(created, int) else created.get(name, 0),
+                "owned_by": OWNED_BY,
+            }
+            for name in names
+        ],
+    }
+
+
+# -- server-sent events ----------------------------------------------------------------------
+
+
+def sse_event(data: Mapping[str, Any] | str) -> bytes:
+    """A ``data:`` event; a ``str`` (such as ``"[DONE]"``) is sent verbatim, not as JSON."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def sse_comment(text: str) -> bytes:
+    """A comment line, ignored by clients; handy as a keep-alive."""
+    lines = "".join(f": {line}\n" for line in text.splitlines() or [""])
+    return f"{lines}\n".encode()

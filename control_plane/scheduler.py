@@ -1,0 +1,174 @@
+"""The request buffer and dispatcher.
+
+Jobs wait per pool in FIFO order. Whenever a slot may have opened (a job arrived, a job
+finished, an agent became ready) the pool is pumped: the head of its queue goes to the agent
+the balancer picks. An agent never gets more jobs than it has free slots, and a cancelled job
+keeps its slot until the agent confirms it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+
+from control_plane.balancer import choose_agent
+from control_plane.fleet import AgentLink, Fleet
+from control_plane.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from paddler import protocol
+
+logger = logging.getLogger("paddler.scheduler")
+
+
+class BufferFull(Exception):
+    def __init__(self, pool: str, size: int) -> None:
+        super().__init__(f"the request buffer of model {pool!r} is full ({size} waiting)")
+        self.pool = pool
+        self.size = size
+
+
+class Scheduler:
+    def __init__(self, fleet: Fleet, *, max_buffered: int, max_attempts: int) -> None:
+        self.fleet = fleet
+        self.max_buffered = max_buffered
+        self.max_attempts = max_attempts
+        self.counters: Counter[str] = Counter()
+        self._queues: dict[str, deque[InferenceJob]] = {}
+
+    # requests
+
+    def submit(self, job: InferenceJob) -> None:
+        """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
+        queue = self._queues.setdefault(job.pool, deque())
+        no_free_slot = bool(queue) or choose_agent(self.fleet.in_pool(job.pool)) is None
+        if no_free_slot and len(queue) >= self.max_buffered:
+            self.counters["rejected_buffer_full"] += 1
+            logger.warning("rejected job %s: buffer of %s is full", job.id, job.pool)
+            raise BufferFull(job.pool, len(queue))
+        queue.append(job)
+        self.counters["submitted"] += 1
+        self.pump(job.pool)
+        if job.waiting:
+            logger.info("buffered job %s for %s at position %d", job.id, job.pool, len(queue))
+
+    def withdraw(self, job: InferenceJob, reason: str) -> None:
+        """The client is gone or gave up: drop the job from the queue or cancel it on its agent."""
+        if job.finished or job.withdrawn:
+            return
+        job.withdrawn = True
+        self.counters[f"withdrawn_{reason}"] += 1
+        if job.agent is None:
+            self._queues[job.pool].remove(job)
+            logger.info("job %s left the queue of %s: %s", job.id, job.pool, reason)
+        else:
+            job.agent.send(protocol.Cancel(job_id=job.id))
+            logger.info("cancelling job %s on agent %s: %s", job.id, job.agent.name, reason)
+
+    def position(self, job: InferenceJob) -> int:
+        """1-based place of a waiting job in its pool's queue (0 if it is not waiting)."""
+        try:
+            return self._queues[job.pool].index(job) + 1
+        except (KeyError, ValueError):
+            return 0
+
+    def queued(self, pool: str) -> int:
+        return len(self._queues.get(pool, ()))
+
+    def busy_slots(self, pool: str) -> int:
+        return sum(len(link.jobs) for link in self.fleet.in_pool(pool))
+
+    def pump(self, pool: str) -> None:
+        queue = self._queues.get(pool)
+        while queue:
+            link = choose_agent(self.fleet.in_pool(pool))
+            if link is None:
+                return
+            self._assign(queue.popleft(), link)
+
+    def _assign(self, job: InferenceJob, link: AgentLink) -> None:
+        job.agent = link
+        job.attempts += 1
+        link.jobs[job.id] = job
+        link.last_assigned_at = time.monotonic()
+        link.send(protocol.Job(job_id=job.id, request=job.request))
+        self.counters["dispatched"] += 1
+        waited = time.monotonic() - job.enqueued_at
+        logger.info(
+            "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy)",
+            job.id,
+            link.name,
+            job.attempts,
+            waited,
+            len(link.jobs),
+            link.slots,
+        )
+        job.events.put_nowait(Dispatched(agent_name=link.name, attempt=job.attempts))
+
+    # agents
+
+    def agent_joined(self, link: AgentLink) -> None:
+        replaced = self.fleet.add(link)
+        if replaced is not None:
+            logger.info("agent %s reconnected; dropping its previous connection", link.name)
+            self._release_jobs_of(replaced)
+        self.pump(link.pool)
+
+    def agent_left(self, link: AgentLink) -> None:
+        if self.fleet.remove(link):
+            self._release_jobs_of(link)
+
+    def agent_message(self, link: AgentLink, message: protocol.AgentMessage) -> None:
+        match message:
+            case protocol.Status():
+                became_ready = message.state == "ready" and link.state != "ready"
+                link.state = message.state
+                if became_ready:
+                    logger.info("agent %s is ready with %d slots", link.name, link.slots)
+                    self.pump(link.pool)
+            case protocol.Token():
+                job = link.jobs.get(message.job_id)
+                if job is not None and not job.withdrawn:
+                    job.started = True
+                    job.events.put_nowait(TextPiece(message.text))
+            case protocol.Done():
+                self._finish(link, message.job_id, message)
+            case protocol.JobError():
+                self._finish(link, message.job_id, Failed(message.code, message.message))
+            case protocol.Hello():
+                logger.warning("agent %s sent a second hello; ignored", link.name)
+
+    def _finish(self, link: AgentLink, job_id: str, outcome: protocol.Done | Failed) -> None:
+        job = link.jobs.pop(job_id, None)
+        if job is None:
+            logger.warning("agent %s finished unknown job %s", link.name, job_id)
+            return
+        job.finished = True
+        self.counters["finished" if isinstance(outcome, protocol.Done) else "failed"] += 1
+        if not job.withdrawn:
+            job.events.put_nowait(outcome)
+        self.pump(link.pool)
+
+    def _release_jobs_of(self, link: AgentLink) -> None:
+        """The agent is gone: retry what it had not started, fail what it had."""
+        jobs = sorted(link.jobs.values(), key=lambda job: job.enqueued_at, reverse=True)
+        link.jobs.clear()
+        queue = self._queues.setdefault(link.pool, deque())
+        for job in jobs:
+            if job.withdrawn or job.finished:
+                continue
+            if not job.started and job.attempts < self.max_attempts:
+                job.agent = None
+                queue.appendleft(job)
+                self.counters["requeued"] += 1
+                logger.warning(
+                    "agent %s lost before job %s started; requeued at the head", link.name, job.id
+                )
+                job.events.put_nowait(Requeued(agent_name=link.name))
+            else:
+                job.finished = True
+                self.counters["agent_lost"] += 1
+                logger.warning("agent %s lost while running job %s", link.name, job.id)
+                job.events.put_nowait(
+                    Failed("agent_lost", f"agent {link.name} was lost while serving the request")
+                )
+        self.pump(link.pool)

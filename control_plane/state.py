@@ -1,0 +1,58 @@
+"""The control plane's shared state: settings, store, fleet, scheduler and known pools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from control_plane.db import migrate
+from control_plane.db.engine import create_engine
+from control_plane.db.store import PoolRecord, Store
+from control_plane.fleet import Fleet
+from control_plane.scheduler import Scheduler
+from control_plane.settings import ControlPlaneSettings
+
+logger = logging.getLogger("paddler.control_plane")
+
+
+class ControlPlane:
+    def __init__(self, settings: ControlPlaneSettings) -> None:
+        self.settings = settings
+        self.fleet = Fleet()
+        self.scheduler = Scheduler(
+            self.fleet,
+            max_buffered=settings.max_buffered_requests,
+            max_attempts=settings.max_dispatch_attempts,
+        )
+        self.pools: dict[str, PoolRecord] = {}
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the control plane has not been started")
+        return self._store
+
+    async def start(self) -> None:
+        url = self.settings.resolved_database_url
+        await asyncio.to_thread(migrate.upgrade, url)
+        self._store = Store(create_engine(url))
+        await self.store.mark_all_disconnected("control plane restarted")
+        self.pools = {pool.name: pool for pool in await self.store.list_pools()}
+        logger.info("state database ready; %d pool(s) known", len(self.pools))
+
+    async def stop(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def ensure_pool(self, name: str, model_source: str, slots_per_agent: int) -> PoolRecord:
+        pool = self.pools.get(name)
+        if pool is None:
+            pool = await self.store.ensure_pool(name, model_source, slots_per_agent)
+            self.pools[name] = pool
+            logger.info("created pool %s serving %s", name, model_source)
+        return pool
+
+    def ready_agents(self, pool: str) -> int:
+        return sum(1 for link in self.fleet.in_pool(pool) if link.state == "ready")

@@ -1,0 +1,155 @@
+"""The ``paddler`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from agent.settings import AgentSettings
+from control_plane.settings import ControlPlaneSettings
+from paddler import __version__
+from paddler.settings import SettingsError, add_arguments, resolve
+
+Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paddler",
+        description="Serve LLMs from a fleet of llama.cpp agents behind an OpenAI-compatible API.",
+    )
+    parser.add_argument("--version", action="version", version=f"paddler {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="control plane plus one local agent serving the bundled SmolLM2 model"
+    )
+    add_arguments(up, ControlPlaneSettings)
+    up.add_argument("--model", help="GGUF file for the local agent (default: bundled SmolLM2)")
+    up.add_argument("--slots", type=int, default=4, help="slots of the local agent (default 4)")
+
+    control = commands.add_parser("control-plane", help="run the control plane alone")
+    add_arguments(control, ControlPlaneSettings)
+
+    agent = commands.add_parser("agent", help="run an agent that joins a control plane")
+    add_arguments(agent, AgentSettings)
+
+    db = commands.add_parser("db", help="manage the state database schema")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?", help="target revision (upgrade: head, downgrade: -1)")
+    add_arguments(db, ControlPlaneSettings)
+
+    for command in (up, control, agent, db):
+        command.add_argument("--config", type=Path, help="TOML file with settings")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "agent":
+            agent_settings = resolve(AgentSettings, args, config_file=args.config)
+            configure_logging(agent_settings.log_level)
+            return run_agent(agent_settings)
+        settings = resolve(ControlPlaneSettings, args, config_file=args.config)
+        configure_logging(settings.log_level)
+        if args.command == "db":
+            return run_db(settings, args.action, args.revision)
+        if args.command == "control-plane":
+            return _run_until_signalled(_control_plane(settings))
+        from paddler.up import run_up
+
+        return _run_until_signalled(lambda stop: run_up(settings, stop, args.model, args.slots))
+    except SettingsError as error:
+        print(f"paddler: {error}", file=sys.stderr)
+        return 2
+
+
+def _control_plane(settings: ControlPlaneSettings) -> Main:
+    from control_plane.server import run_control_plane
+    from control_plane.state import ControlPlane
+
+    return lambda stop: run_control_plane(ControlPlane(settings), stop)
+
+
+def _run_until_signalled(start: Main) -> int:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await start(stop)
+
+    try:
+        asyncio.run(runner())
+    except OSError as error:
+        print(f"paddler: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_agent(settings: AgentSettings) -> int:
+    from agent.engine import SimpleEngine
+
+    from agent.runner import AgentRunner
+    from paddler.models import ModelNotFound, bundled_model_path
+
+    try:
+        model = Path(settings.model) if settings.model else bundled_model_path()
+    except ModelNotFound as error:
+        print(f"paddler agent: {error}", file=sys.stderr)
+        return 2
+    if not model.is_file():
+        print(f"paddler agent: model file not found: {model}", file=sys.stderr)
+        return 2
+    try:
+        runner = AgentRunner(
+            SimpleEngine(
+                model,
+                settings.slots,
+                context_size=settings.context_size,
+                threads=settings.threads or None,
+            ),
+            control_plane=settings.control_plane,
+            token=settings.token,
+            name=settings.name or f"{socket.gethostname()}-{os.getpid()}",
+            pool=settings.pool or model.stem,
+            instance_id=settings.instance_id or None,
+            reconnect_max_delay=settings.reconnect_max_delay,
+        )
+    except ValueError as error:
+        print(f"paddler agent: {error}", file=sys.stderr)
+        return 2
+    return _run_until_signalled(runner.run)
+
+
+def run_db(settings: ControlPlaneSettings, action: str, revision: str | None) -> int:
+    from control_plane.db import migrate
+
+    url = settings.resolved_database_url
+    if action == "upgrade":
+        migrate.upgrade(url, revision or "head")
+        print(f"database at revision {migrate.current(url)}")
+    elif action == "downgrade":
+        migrate.downgrade(url, revision or "-1")
+        print(f"database at revision {migrate.current(url) or 'base (empty)'}")
+    else:
+        print(migrate.current(url) or "base (empty)")
+    return 0

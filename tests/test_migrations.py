@@ -1,0 +1,206 @@
+"""The Alembic migrations, on SQLite and (when its binaries are installed) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from control_plane.db.migrate import current, downgrade, head, upgrade
+from control_plane.db.models import Base
+
+TABLES = {"pools", "agents", "agent_connections"}
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a random loopback port, trusting local connections."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.data_dir = Path(tempfile.mkdtemp(prefix="paddler-pg-"))
+        self.port = _free_port()
+        # initdb and postgres refuse to run as root.
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self.user is not None:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        cluster = str(self.data_dir / "cluster")
+        self._run("initdb", "-D", cluster, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.data_dir} -c fsync=off"
+        )
+        log = str(self.data_dir / "postgres.log")
+        self._run("pg_ctl", "-D", cluster, "-l", log, "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data_dir / "cluster"), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def create_database(self) -> str:
+        """A new empty database; returns its SQLAlchemy async URL."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        server_url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}"
+
+        async def create() -> None:
+            engine = create_async_engine(
+                f"{server_url}/postgres", isolation_level="AUTOCOMMIT", poolclass=pool.NullPool
+            )
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text(f'CREATE DATABASE "{name}"'))
+            finally:
+                await engine.dispose()
+
+        asyncio.run(create())
+        return f"{server_url}/{name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _postgres_bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bin_dir = _postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        # A directory that does not exist yet: upgrade must create it.
+        return f"sqlite+aiosqlite:///{tmp_path / 'state' / 'state.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+def run_sync(url: str, function: Any) -> Any:
+    """Run ``function(sync_connection)`` against ``url`` and return its result."""
+
+    async def run() -> Any:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(function)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def table_names(url: str) -> set[str]:
+    names: list[str] = run_sync(url, lambda connection: inspect(connection).get_table_names())
+    return set(names) - {"alembic_version"}
+
+
+def schema_differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    differences: list[Any] = compare_metadata(context, Base.metadata)
+    return differences
+
+
+def test_head_is_the_initial_revision() -> None:
+    assert head() == "0001"
+
+
+def test_current_is_none_for_a_missing_database(tmp_path: Path) -> None:
+    path = tmp_path / "nothing" / "state.db"
+    assert current(f"sqlite+aiosqlite:///{path}") is None
+    assert not path.exists()
+
+
+def test_upgrade_downgrade_upgrade(database_url: str) -> None:
+    upgrade(database_url)
+    assert current(database_url) == head()
+    assert table_names(database_url) == TABLES
+
+    downgrade(database_url, "base")
+    assert current(database_url) is None
+    assert table_names(database_url) == set()
+
+    upgrade(database_url)
+    assert current(database_url) == head()
+    assert table_names(database_url) == TABLES
+
+
+def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    upgrade(database_url)
+    assert run_sync(database_url, schema_differences) == []
+
+
+def test_migrated_constraints_and_indexes(database_url: str) -> None:
+    upgrade(database_url)
+
+    def describe(connection: Connection) -> dict[str, Any]:
+        inspector = inspect(connection)
+        return {
+            "pool_unique": inspector.get_unique_constraints("pools"),
+            "agent_fks": inspector.get_foreign_keys("agents"),
+            "connection_fks": inspector.get_foreign_keys("agent_connections"),
+            "connection_indexes": inspector.get_indexes("agent_connections"),
+        }
+
+    schema = run_sync(database_url, describe)
+    assert [(uq["name"], uq["column_names"]) for uq in schema["pool_unique"]] == [
+        ("uq_pools_name", ["name"])
+    ]
+    (agent_fk,) = schema["agent_fks"]
+    assert agent_fk["referred_table"] == "pools"
+    assert agent_fk["referred_columns"] == ["name"]
+    assert agent_fk["options"].get("ondelete") == "CASCADE"
+    (connection_fk,) = schema["connection_fks"]
+    assert connection_fk["referred_table"] == "agents"
+    assert connection_fk["options"].get("ondelete") == "CASCADE"
+    assert [(ix["name"], ix["column_names"]) for ix in schema["connection_indexes"]] == [
+        ("ix_agent_connections_agent_id", ["agent_id"])
+    ]
+
+
+async def test_upgrade_runs_in_a_thread_from_async_code(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    await asyncio.to_thread(upgrade, url)
+    assert await asyncio.to_thread(current, url) == head()

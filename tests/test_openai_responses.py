@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from openai.types import Completion, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import ValidationError
+
+from control_plane.openai_responses import (
+    chat_chunk,
+    chat_completion,
+    chat_usage_chunk,
+    models_list,
+    new_completion_id,
+    sse_comment,
+    sse_event,
+    text_chunk,
+    text_completion,
+    text_usage_chunk,
+)
+from paddler.protocol import FinishReason, Usage
+
+USAGE = Usage(prompt_tokens=7, completion_tokens=5)
+CREATED = 1_700_000_000
+
+
+def test_chat_completion_is_parsed_by_the_openai_sdk() -> None:
+    body = chat_completion("chatcmpl-1", CREATED, "llama", "Hello!", "stop", USAGE)
+
+    parsed = ChatCompletion.model_validate(body)
+
+    assert parsed.id == "chatcmpl-1"
+    assert parsed.object == "chat.completion"
+    assert parsed.created == CREATED
+    assert parsed.model == "llama"
+    assert len(parsed.choices) == 1
+    assert parsed.choices[0].index == 0
+    assert parsed.choices[0].message.role == "assistant"
+    assert parsed.choices[0].message.content == "Hello!"
+    assert parsed.choices[0].finish_reason == "stop"
+    assert parsed.usage is not None
+    assert parsed.usage.prompt_tokens == 7
+    assert parsed.usage.completion_tokens == 5
+    assert parsed.usage.total_tokens == 12
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "expected"),
+    [("stop", "stop"), ("length", "length"), ("cancelled", "stop")],
+)
+def test_finish_reasons_map_to_ones_openai_clients_know(
+    finish_reason: FinishReason, expected: str
+) -> None:
+    chat = ChatCompletion.model_validate(
+        chat_completion("chatcmpl-1", CREATED, "m", "", finish_reason, USAGE)
+    )
+    text = Completion.model_validate(
+        text_completion("cmpl-1", CREATED, "m", "", finish_reason, USAGE)
+    )
+
+    assert chat.choices[0].finish_reason == expected
+    assert text.choices[0].finish_reason == expected
+
+
+def test_chat_stream_chunks_are_parsed_by_the_openai_sdk() -> None:
+    first = ChatCompletionChunk.model_validate(chat_chunk("chatcmpl-1", CREATED, "m", role=True))
+    middle = ChatCompletionChunk.model_validate(chat_chunk("chatcmpl-1", CREATED, "m", text="Hi"))
+    last = ChatCompletionChunk.model_validate(
+        chat_chunk("chatcmpl-1", CREATED, "m", finish_reason="length")
+    )
+
+    for chunk in (first, middle, last):
+        assert chunk.object == "chat.completion.chunk"
+        assert chunk.id == "chatcmpl-1"
+        assert chunk.created == CREATED
+        assert chunk.model == "m"
+        assert len(chunk.choices) == 1
+        assert chunk.usage is None
+    assert first.choices[0].delta.role == "assistant"
+    assert first.choices[0].delta.content == ""
+    assert first.choices[0].finish_reason is None
+    assert middle.choices[0].delta.role is None
+    assert middle.choices[0].delta.content == "Hi"
+    assert middle.choices[0].finish_reason is None
+    assert last.choices[0].delta.content is None
+    assert last.choices[0].finish_reason == "length"
+
+
+def test_chat_chunk_can_carry_role_and_text_together() -> None:
+    chunk = ChatCompletionChunk.model_validate(
+        chat_chunk("chatcmpl-1", CREATED, "m", role=True, text="Hi")
+    )
+
+    assert chunk.choices[0].delta.role == "assistant"
+    assert chunk.choices[0].delta.content == "Hi"
+
+
+def test_chat_usage_chunk_has_no_choices_and_the_usage() -> None:
+    chunk = ChatCompletionChunk.model_validate(chat_usage_chunk("chatcmpl-1", CREATED, "m", USAGE))
+
+    assert chunk.choices == []
+    assert chunk.usage is not None
+    assert chunk.usage.total_tokens == 12
+
+
+def test_text_completion_is_parsed_by_the_openai_sdk() -> None:
+    body = text_completion("cmpl-1", CREATED, "llama", " world", "length", USAGE)
+
+    parsed = Completion.model_validate(body)
+
+    assert parsed.object == "text_completion"
+    assert parsed.id == "cmpl-1"
+    assert parsed.model == "llama"
+    assert parsed.choices[0].text == " world"
+    assert parsed.choices[0].index == 0
+    assert parsed.choices[0].finish_reason == "length"
+    assert parsed.usage is not None
+    assert parsed.usage.total_tokens == 12
+
+
+def test_last_text_chunk_is_parsed_by_the_openai_sdk() -> None:
+    chunk = Completion.model_validate(
+        text_chunk("cmpl-1", CREATED, "m", text="!", finish_reason="stop")
+    )
+
+    assert chunk.object == "text_completion"
+    assert chunk.choices[0].text == "!"
+    assert chunk.choices[0].finish_reason == "stop"
+    assert chunk.usage is None
+
+
+def test_middle_text_chunk_differs_from_the_sdk_model_only_by_a_null_finish_reason() -> None:
+    # OpenAI streams legacy completions with "finish_reason": null until the last chunk, though
+    # the SDK's Completion type declares it non-null (the SDK builds stream chunks without
+    # validating). Everything else must validate.
+    body = text_chunk("cmpl-1", CREATED, "m", text="Hel")
+
+    with pytest.raises(ValidationError) as raised:
+        Completion.model_validate(body)
+
+    assert [error["loc"] for error in raised.value.errors()] == [("choices", 0, "finish_reason")]
+    assert body["choices"][0]["finish_reason"] is None
+    assert body["choices"][0]["text"] == "Hel"
+
+
+def test_text_usage_chunk_has_no_choices_and_the_usage() -> None:
+    chunk = Completion.model_validate(text_usage_chunk("cmpl-1", CREATED, "m", USAGE))
+
+    assert chunk.choices == []
+    assert chunk.usage is not None
+    assert chunk.usage.prompt_tokens == 7
+
+
+def test_models_list_with_one_created_timestamp() -> None:
+    body = models_list(["a", "b"], CREATED)
+
+    assert body["object"] == "list"
+    models = [Model.model_validate(entry) for entry in body["data"]]
+    assert [model.id for model in models] == ["a", "b"]
+    assert all(model.object == "model" for model in models)
+    assert all(model.created == CREATED for model in models)
+    assert all(model.owned_by == "paddler" for model in models)
+
+
+def test_models_list_with_a_timestamp_per_model() -> None:
+    body = models_list(["a", "b"], {"a": 1, "b": 2})
+
+    models = [Model.model_validate(entry) for entry in body["data"]]
+    assert [(model.id, model.created) for model in models] == [("a", 1), ("b", 2)]
+
+
+def test_models_list_can_be_empty() -> None:
+    assert models_list([], CREATED) == {"object": "list", "data": []}
+
+
+def test_new_completion_ids_have_the_openai_prefix_and_are_unique() -> None:
+    chat_ids = {new_completion_id("chat") for _ in range(100)}
+    completion_id = new_completion_id("completion")
+
+    assert len(chat_ids) == 100
+    assert all(re.fullmatch(r"chatcmpl-[0-9a-f]{24}", chat_id) for chat_id in chat_ids)
+    assert re.fullmatch(r"cmpl-[0-9a-f]{24}", completion_id)
+
+
+def test_sse_event_encodes_a_dict_as_one_json_data_line() -> None:
+    chunk = chat_chunk("chatcmpl-1", CREATED, "m", text="line one\nline two")
+
+    event = sse_event(chunk)
+
+    assert event.startswith(b"data: ")
+    assert event.endswith(b"\n\n")
+    assert event.count(b"\n") == 2
+    assert json.loads(event[len(b"data: ") :]) == chunk
+
+
+def test_sse_event_sends_a_string_verbatim() -> None:
+    assert sse_event("[DONE]") == b"data: [DONE]\n\n"
+
+
+def test_sse_comment() -> None:
+    assert sse_comment("keep-alive") == b": keep-alive\n\n"
+    assert sse_comment("two\nlines") == b": two\n: lines\n\n"

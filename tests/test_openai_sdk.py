@@ -1,0 +1,87 @@
+"""The official openai package works unchanged against Paddler, streaming included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.processes import ControlPlane
+from tests.serving_fixtures import StartAgent
+
+
+@pytest.fixture
+def client(control_plane: ControlPlane, start_agent: StartAgent) -> openai.OpenAI:
+    start_agent("sdk", slots=2)
+    return openai.OpenAI(base_url=control_plane.inference_url + "/v1", api_key="x", max_retries=0)
+
+
+def test_models_list(client: openai.OpenAI, smollm2_path: Path) -> None:
+    assert [model.id for model in client.models.list()] == [smollm2_path.stem]
+
+
+def test_chat_completion(client: openai.OpenAI, smollm2_path: Path) -> None:
+    completion = client.chat.completions.create(
+        model=smollm2_path.stem,
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    answer = completion.choices[0].message.content
+    assert answer and "Paris" in answer
+    assert completion.usage is not None and completion.usage.prompt_tokens > 10
+    assert completion.choices[0].finish_reason in ("stop", "length")
+
+
+def test_streaming_chat_matches_non_streaming(client: openai.OpenAI, smollm2_path: Path) -> None:
+    model = smollm2_path.stem
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Name three colours."}
+    ]
+    whole = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=16, temperature=0
+    )
+    stream = client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert streamed == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None
+    assert whole.usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_sdk_raises_typed_errors(client: openai.OpenAI, smollm2_path: Path) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-17", messages=[{"role": "user", "content": "hi"}])
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model=smollm2_path.stem, messages=[{"role": "user", "content": "hi"}], n=2
+        )
+    assert bad.value.param == "n"
+
+
+def test_stop_sequence_and_stop_finish(client: openai.OpenAI, smollm2_path: Path) -> None:
+    completion = client.completions.create(
+        model=smollm2_path.stem,
+        prompt="1, 2, 3, 4,",
+        max_tokens=20,
+        temperature=0,
+        stop=[" 7"],
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert " 7" not in choice.text

@@ -1,0 +1,283 @@
+"""The serving path end to end: real control plane and agent processes, real models, loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.processes import Agent, ControlPlane, wait_until
+from tests.serving_fixtures import StartAgent
+
+
+def chat_body(model: str, *, max_tokens: int = 8, stream: bool = False) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Write a long story about a ship."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+    }
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any] | str]:
+    """Data payloads of an SSE stream; comment lines come through as ': ...' strings."""
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield line
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+            yield data if data == "[DONE]" else json.loads(data)
+
+
+def pool_name(model: Path) -> str:
+    return model.stem
+
+
+def test_agent_registers_its_pool_and_serves_chat(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("a")
+    model = pool_name(smollm2_path)
+    models = httpx.get(control_plane.inference_url + "/v1/models").json()
+    assert [entry["id"] for entry in models["data"]] == [model]
+
+    response = httpx.post(
+        control_plane.inference_url + "/v1/chat/completions",
+        json=chat_body(model, max_tokens=5),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["message"]["content"]
+    assert body["usage"]["completion_tokens"] == 5
+
+    [pool] = control_plane.pools()
+    assert pool["name"] == model and pool["agents_ready"] == 1 and pool["slots_busy"] == 0
+
+
+def test_stream_of_completion_with_usage(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("a")
+    body = {
+        "model": pool_name(smollm2_path),
+        "prompt": "The capital of France is",
+        "max_tokens": 6,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST", control_plane.inference_url + "/v1/completions", json=body, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list(sse_events(response))
+    data = [event for event in events if isinstance(event, dict)]
+    assert events[-1] == "[DONE]"
+    text = "".join(chunk["choices"][0]["text"] for chunk in data if chunk["choices"])
+    assert text.strip()
+    assert data[-2]["choices"][0]["finish_reason"] == "length"
+    assert data[-1]["choices"] == [] and data[-1]["usage"]["completion_tokens"] == 6
+
+
+def test_unknown_model_and_bad_input_get_openai_errors(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("a")
+    url = control_plane.inference_url
+    unknown = httpx.post(url + "/v1/chat/completions", json=chat_body("no-such-model"))
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+
+    malformed = httpx.post(
+        url + "/v1/chat/completions",
+        content=b'{"model": ',
+        headers={"Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400 and malformed.json()["error"]["message"]
+
+    no_messages = httpx.post(
+        url + "/v1/chat/completions", json={"model": pool_name(smollm2_path), "messages": []}
+    )
+    assert no_messages.status_code == 400
+    assert no_messages.json()["error"]["param"] == "messages"
+
+    too_large = httpx.post(
+        url + "/v1/completions",
+        json={"model": pool_name(smollm2_path), "prompt": "x" * (5 * 1024 * 1024)},
+    )
+    assert too_large.status_code == 413
+    assert "error" in too_large.json()
+
+    assert httpx.get(url + "/health").json()["status"] == "ok"
+    assert httpx.get(url + "/v1/nope").status_code == 404
+
+
+def test_overflow_gets_503_and_waiting_too_long_gets_504(
+    tmp_path: Path, smollm2_path: Path
+) -> None:
+    plane = ControlPlane(tmp_path, "--max-buffered-requests", "1", "--buffer-timeout", "2")
+    plane.start()
+    agent = Agent(plane, tmp_path, "once", smollm2_path)
+    try:
+        agent.start()
+        plane.wait_for_ready_agent("once")
+        agent.stop()
+        wait_until(lambda: plane.agent("once") is None, what="agent gone")
+        model = pool_name(smollm2_path)
+        results: dict[str, httpx.Response] = {}
+
+        def waiting_request() -> None:
+            results["waiting"] = httpx.post(
+                plane.inference_url + "/v1/chat/completions", json=chat_body(model), timeout=30
+            )
+
+        waiter = threading.Thread(target=waiting_request)
+        waiter.start()
+        wait_until(lambda: plane.pools()[0]["requests_buffered"] == 1, what="request buffered")
+        overflow = httpx.post(plane.inference_url + "/v1/chat/completions", json=chat_body(model))
+        assert overflow.status_code == 503
+        assert overflow.json()["error"]["code"] == "buffer_full"
+        assert int(overflow.headers["Retry-After"]) >= 1
+        waiter.join(30)
+        assert results["waiting"].status_code == 504
+        assert results["waiting"].json()["error"]["code"] == "buffer_timeout"
+    finally:
+        agent.stop()
+        plane.stop()
+
+
+def test_stream_waiting_for_capacity_gets_queue_comments_then_tokens(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    agent = start_agent("late")
+    agent.stop()
+    wait_until(lambda: control_plane.agent("late") is None, what="agent gone")
+    with httpx.stream(
+        "POST",
+        control_plane.inference_url + "/v1/chat/completions",
+        json=chat_body(pool_name(smollm2_path), max_tokens=4, stream=True),
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200
+        events = sse_events(response)
+        first = next(events)
+        assert isinstance(first, str) and first.startswith(": queued position=1")
+        start_agent("rescuer", wait=False)
+        rest = list(events)
+    assert rest[-1] == "[DONE]"
+    chunks = [event for event in rest if isinstance(event, dict)]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_client_disconnect_frees_the_slot(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("a", slots=1)
+    model = pool_name(smollm2_path)
+    with httpx.stream(
+        "POST",
+        control_plane.inference_url + "/v1/chat/completions",
+        json=chat_body(model, max_tokens=900, stream=True),
+        timeout=30,
+    ) as response:
+        for event in sse_events(response):
+            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
+                break
+        assert control_plane.pools()[0]["slots_busy"] == 1
+    wait_until(lambda: control_plane.pools()[0]["slots_busy"] == 0, what="slot freed")
+    after = httpx.post(
+        control_plane.inference_url + "/v1/chat/completions", json=chat_body(model), timeout=30
+    )
+    assert after.status_code == 200
+
+
+def test_agent_killed_before_first_token_request_finished_by_another(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    doomed = start_agent("doomed", slots=4)
+    start_agent("survivor", slots=1)
+    doomed.signal(signal.SIGSTOP)
+    result: dict[str, httpx.Response] = {}
+
+    def request() -> None:
+        result["response"] = httpx.post(
+            control_plane.inference_url + "/v1/chat/completions",
+            json=chat_body(pool_name(smollm2_path), max_tokens=4),
+            timeout=60,
+        )
+
+    client = threading.Thread(target=request)
+    client.start()
+    wait_until(
+        lambda: (control_plane.agent("doomed") or {}).get("slots_busy") == 1,
+        what="job sent to the frozen agent",
+    )
+    doomed.kill()
+    client.join(60)
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] == "length"
+    counters = httpx.get(control_plane.management_url + "/api/v1/pools").json()["counters"]
+    assert counters["requeued"] == 1
+
+
+def test_agent_killed_mid_stream_sends_agent_lost(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    agent = start_agent("doomed")
+    with httpx.stream(
+        "POST",
+        control_plane.inference_url + "/v1/chat/completions",
+        json=chat_body(pool_name(smollm2_path), max_tokens=900, stream=True),
+        timeout=30,
+    ) as response:
+        events = sse_events(response)
+        for event in events:
+            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
+                agent.kill()
+                break
+        rest = list(events)
+    errors = [event for event in rest if isinstance(event, dict) and "error" in event]
+    assert errors and errors[0]["error"]["code"] == "agent_lost"
+    assert rest[-1] == "[DONE]"
+
+
+def test_control_plane_restart_agent_reconnects_and_pools_survive(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("steady")
+    control_plane.stop()
+    control_plane.start()
+    model = pool_name(smollm2_path)
+    assert [pool["name"] for pool in control_plane.pools()] == [model]
+    control_plane.wait_for_ready_agent("steady", timeout=30)
+    response = httpx.post(
+        control_plane.inference_url + "/v1/chat/completions", json=chat_body(model), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    [record] = control_plane.agents()
+    assert record["name"] == "steady" and record["connected"]
+
+
+def test_agent_with_wrong_token_is_refused(
+    control_plane: ControlPlane, tmp_path: Path, smollm2_path: Path
+) -> None:
+    intruder = Agent(control_plane, tmp_path, "intruder", smollm2_path, token="wrong")
+    intruder.start()
+    try:
+        wait_until(
+            lambda: "refused this agent's token" in intruder.log(), what="token refusal logged"
+        )
+        assert control_plane.agents() == []
+    finally:
+        intruder.stop()
