@@ -77,7 +77,7 @@ async def _serve(call: InferenceCall) -> Response:
     )
     if call.stream:
         response = Response(
-            _stream(call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
+            _stream(state, call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
         )
         response.timeout = None
         return response
@@ -120,9 +120,9 @@ def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
 
 
 async def _stream(
-    call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Any]
+    state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Any]
 ) -> AsyncIterator[bytes]:
-    state = control_plane()
+    """Runs outside the request context: everything it needs is passed in."""
     completion_id = openai_responses.new_completion_id(call.request.kind)
     created = int(time.time())
     chat = call.request.kind == "chat"
@@ -130,7 +130,9 @@ async def _stream(
     usage_chunk = openai_responses.chat_usage_chunk if chat else openai_responses.text_usage_chunk
     sent_role = False
     try:
-        yield openai_responses.sse_comment(f"queued position={state.scheduler.position(job)}")
+        if job.waiting:
+            position = state.scheduler.position(job)
+            yield openai_responses.sse_comment(f"queued position={position}")
         async for update in updates:
             if isinstance(update, Waiting):
                 yield openai_responses.sse_comment(

@@ -107,7 +107,6 @@ def _run_until_signalled(start: Main) -> int:
 
 def run_agent(settings: AgentSettings) -> int:
     from agent.engine import SimpleEngine
-
     from agent.runner import AgentRunner
     from paddler.models import ModelNotFound, bundled_model_path
 

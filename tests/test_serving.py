@@ -190,7 +190,8 @@ def test_client_disconnect_frees_the_slot(
         json=chat_body(model, max_tokens=900, stream=True),
         timeout=30,
     ) as response:
-        for event in sse_events(response):
+        events = sse_events(response)  # held open: closing the iterator would disconnect
+        for event in events:
             if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
                 break
         assert control_plane.pools()[0]["slots_busy"] == 1
