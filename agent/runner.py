@@ -133,6 +133,7 @@ class AgentRunner:
             version=__version__,
             slots=self.engine.slots_total,
             model=self.engine.model_name,
+            model_source=str(self.engine.model_path),
             pool=self.pool,
             instance_id=self.instance_id,
         )

@@ -50,7 +50,7 @@ async def agent_connection() -> Response | None:
         await websocket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
         return None
 
-    await state.ensure_pool(hello.pool, hello.model, hello.slots)
+    await state.ensure_pool(hello.pool, hello.model_source, hello.slots)
     link = AgentLink(
         agent_id=hello.agent_id,
         name=hello.name,
@@ -77,9 +77,7 @@ async def agent_connection() -> Response | None:
         writer.cancel()
         state.scheduler.agent_left(link)
         logger.info("agent %s left pool %s: %s", link.name, link.pool, reason)
-        await asyncio.shield(
-            state.store.agent_disconnected(link.agent_id, link.connection_id, reason)
-        )
+        await asyncio.shield(state.record_disconnect(link, reason))
     return None
 
 

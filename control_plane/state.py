@@ -8,7 +8,7 @@ import logging
 from control_plane.db import migrate
 from control_plane.db.engine import create_engine
 from control_plane.db.store import PoolRecord, Store
-from control_plane.fleet import Fleet
+from control_plane.fleet import AgentLink, Fleet
 from control_plane.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
 
@@ -53,6 +53,11 @@ class ControlPlane:
             self.pools[name] = pool
             logger.info("created pool %s serving %s", name, model_source)
         return pool
+
+    async def record_disconnect(self, link: AgentLink, reason: str) -> None:
+        """Close the agent's connection record; at shutdown, the next start does it instead."""
+        if self._store is not None:
+            await self._store.agent_disconnected(link.agent_id, link.connection_id, reason)
 
     def ready_agents(self, pool: str) -> int:
         return sum(1 for link in self.fleet.in_pool(pool) if link.state == "ready")

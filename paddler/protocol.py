@@ -75,6 +75,7 @@ class Hello(Message):
     version: str
     slots: int = Field(ge=1)
     model: str
+    model_source: str
     pool: str
     instance_id: str | None = None
 

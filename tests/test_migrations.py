@@ -100,7 +100,7 @@ def _postgres_bin_dir() -> Path | None:
 def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+        pytest.fail("PostgreSQL is not installed: apt-get install -y postgresql (.ci/run does)")
     server = PostgresServer(bin_dir)
     server.start()
     try:

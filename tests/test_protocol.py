@@ -15,7 +15,9 @@ REQUEST = protocol.GenerationRequest(
 )
 
 AGENT_MESSAGES: list[protocol.Message] = [
-    protocol.Hello(agent_id="a1", name="n", version="0.1", slots=4, model="m", pool="p"),
+    protocol.Hello(
+        agent_id="a1", name="n", version="0.1", slots=4, model="m", model_source="/m.gguf", pool="p"
+    ),
     protocol.Status(state="ready", slots_busy=1, slots_total=4, model="m", issues=("x",)),
     protocol.Token(job_id="j", text="tok"),
     protocol.Done(job_id="j", finish_reason="length", usage=USAGE, seconds_total=1.5),
@@ -52,7 +54,7 @@ def test_frames_carry_type_and_protocol_version() -> None:
         '{"type": "teleport"}',
         '{"type": "token", "job_id": "j", "text": "x", "extra": 1}',
         '{"type": "hello", "agent_id": "a", "name": "n", "version": "1", "slots": 0,'
-        ' "model": "m", "pool": "p"}',
+        ' "model": "m", "model_source": "m.gguf", "pool": "p"}',
     ],
 )
 def test_invalid_frames_are_refused(frame: str) -> None:

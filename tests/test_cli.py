@@ -1,0 +1,121 @@
+"""The ``paddler`` command as users run it: real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.processes import free_port
+
+
+def paddler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "paddler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """Collect the process's stdout until ``marker`` appears."""
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout}s; got:\n{seen}"
+        assert process.poll() is None, f"paddler exited early:\n{seen}"
+        if selector.select(timeout=0.5):
+            seen += process.stdout.readline()
+    return seen
+
+
+def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
+    inference, management = free_port(), free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paddler",
+            "up",
+            "--inference-addr",
+            f"127.0.0.1:{inference}",
+            "--management-addr",
+            f"127.0.0.1:{management}",
+            "--slots",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={key: value for key, value in os.environ.items() if not key.startswith("PADDLER_")},
+    )
+    try:
+        banner = read_until(process, "Press Ctrl-C", timeout=90)
+        base_url = f"http://127.0.0.1:{inference}/v1"
+        assert f"OpenAI base URL:  {base_url}" in banner
+        assert f"curl {base_url}/chat/completions" in banner
+        assert (tmp_path / ".paddler" / "state.db").is_file()
+
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        [model] = client.models.list()
+        assert model.id == "SmolLM2-135M-Instruct.Q4_1"
+        stream = client.chat.completions.create(
+            model=model.id,
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=8,
+            stream=True,
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text.strip()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    agents_left = subprocess.run(
+        ["pgrep", "-f", f"127.0.0.1:{management}"], capture_output=True, check=False
+    )
+    assert agents_left.stdout == b"", "the local agent outlived paddler up"
+
+
+def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
+    upgraded = paddler("db", "upgrade", cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "database at revision 0001" in upgraded.stdout
+    assert (tmp_path / ".paddler" / "state.db").is_file()
+    assert paddler("db", "current", cwd=tmp_path).stdout.strip() == "0001"
+    downgraded = paddler("db", "downgrade", "base", cwd=tmp_path)
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert paddler("db", "current", cwd=tmp_path).stdout.strip() == "base (empty)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("agent", "--model", "/no/such/model.gguf"), "model file not found: /no/such/model.gguf"),
+        (("agent", "--control-plane", "ftp://x", "--model", __file__), "not an http(s)://"),
+        (("control-plane", "--max-buffered-requests", "lots"), "expected int, got 'lots'"),
+        (("control-plane", "--config", "missing.toml"), "config file not found"),
+    ],
+)
+def test_bad_settings_exit_with_a_clear_message(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = paddler(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
