@@ -114,6 +114,11 @@ class AgentRunner:
                 logger.info("connected to %s", self.url)
                 self._backoff.reset()
                 await self._session(socket)
+                logger.warning(
+                    "the control plane closed the connection: %s %s",
+                    socket.close_code,
+                    socket.close_reason or "",
+                )
         except InvalidStatus as error:
             status = error.response.status_code
             if status in (401, 403):

@@ -90,17 +90,36 @@ async def _write(link: AgentLink) -> None:
 async def _read(state: ControlPlane, link: AgentLink) -> str:
     """Relay the agent's messages to the scheduler until it goes quiet or away."""
     last_state = link.state
-    while True:
-        try:
-            frame = await asyncio.wait_for(websocket.receive(), state.settings.agent_timeout)
-        except TimeoutError:
-            return f"silent for {state.settings.agent_timeout:.0f}s"
-        try:
-            message = protocol.decode_agent_message(frame)
-        except pydantic.ValidationError as error:
-            logger.warning("agent %s sent an invalid message: %s", link.name, error)
-            continue
-        state.scheduler.agent_message(link, message)
-        if link.state != last_state:
-            last_state = link.state
-            await state.store.agent_state_changed(link.agent_id, link.state)
+    closing = asyncio.ensure_future(state.closing.wait())
+    try:
+        while True:
+            receiving = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait(
+                {receiving, closing},
+                timeout=state.settings.agent_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not receiving.done():
+                receiving.cancel()
+                if closing.done():
+                    await websocket.close(1001, "control plane shutting down")
+                    return "control plane shutting down"
+                return f"silent for {state.settings.agent_timeout:.0f}s"
+            last_state = await _relay(state, link, receiving.result(), last_state)
+    finally:
+        closing.cancel()
+
+
+async def _relay(
+    state: ControlPlane, link: AgentLink, frame: str | bytes, last_state: protocol.AgentState
+) -> protocol.AgentState:
+    """Hand one frame to the scheduler; persist state changes. Returns the agent's state."""
+    try:
+        message = protocol.decode_agent_message(frame)
+    except pydantic.ValidationError as error:
+        logger.warning("agent %s sent an invalid message: %s", link.name, error)
+        return last_state
+    state.scheduler.agent_message(link, message)
+    if link.state != last_state:
+        await state.store.agent_state_changed(link.agent_id, link.state)
+    return link.state

@@ -54,6 +54,12 @@ async def run_control_plane(
             name="management-server",
         ),
     ]
+
+    async def close_agent_sockets() -> None:
+        await shutdown.wait()
+        state.closing.set()
+
+    closer = asyncio.create_task(close_agent_sockets())
     try:
         logger.info(
             "control plane listening: inference http://%s  management http://%s",
@@ -68,6 +74,7 @@ async def run_control_plane(
         shutdown.set()
         await asyncio.gather(*servers, return_exceptions=True)
     finally:
+        closer.cancel()
         for task in servers:
             task.cancel()
         await state.stop()

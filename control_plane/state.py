@@ -25,6 +25,7 @@ class ControlPlane:
             max_attempts=settings.max_dispatch_attempts,
         )
         self.pools: dict[str, PoolRecord] = {}
+        self.closing = asyncio.Event()
         self._store: Store | None = None
 
     @property

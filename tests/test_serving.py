@@ -282,3 +282,56 @@ def test_agent_with_wrong_token_is_refused(
         assert control_plane.agents() == []
     finally:
         intruder.stop()
+
+
+def test_silent_agent_is_dropped_and_its_waiting_job_served_elsewhere(
+    tmp_path: Path, smollm2_path: Path
+) -> None:
+    plane = ControlPlane(tmp_path, "--agent-timeout", "2")
+    plane.start()
+    frozen = Agent(plane, tmp_path, "frozen", smollm2_path, slots=4)
+    survivor = Agent(plane, tmp_path, "survivor", smollm2_path, slots=1)
+    try:
+        for agent in (frozen, survivor):
+            agent.start()
+            plane.wait_for_ready_agent(agent.name)
+        frozen.signal(signal.SIGSTOP)
+        response = httpx.post(
+            plane.inference_url + "/v1/chat/completions",
+            json=chat_body(pool_name(smollm2_path), max_tokens=3),
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        assert plane.agent("frozen") is None
+        assert "agent frozen left pool" in plane.log() and "silent for 2s" in plane.log()
+    finally:
+        frozen.stop()
+        survivor.stop()
+        plane.stop()
+
+
+def test_requests_are_routed_to_the_pool_named_by_model(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path, smollm2_path: Path
+) -> None:
+    start_agent("smol", model=smollm2_path)
+    start_agent("tiny", model=tiny_model_path, slots=2)
+    names = {
+        entry["id"]
+        for entry in httpx.get(control_plane.inference_url + "/v1/models").json()["data"]
+    }
+    assert names == {smollm2_path.stem, tiny_model_path.stem}
+    served_by: list[str] = []
+    for model in (tiny_model_path.stem, smollm2_path.stem):
+        response = httpx.post(
+            control_plane.inference_url + "/v1/completions",
+            json={"model": model, "prompt": "Once upon", "max_tokens": 3},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == model
+        dispatches = [line for line in control_plane.log().splitlines() if "dispatched job" in line]
+        served_by.append(dispatches[-1].split(" to agent ")[1].split()[0])
+    assert served_by == ["tiny", "smol"]
+    pools = {pool["name"]: pool for pool in control_plane.pools()}
+    assert pools[tiny_model_path.stem]["slots_total"] == 2
+    assert pools[smollm2_path.stem]["slots_total"] == 1
