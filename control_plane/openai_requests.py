@@ -14,20 +14,24 @@ from dataclasses import dataclass
 from typing import Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
-from control_plane.errors import OpenAIError, invalid_request
+from control_plane.errors import invalid_request
+from control_plane.request_errors import (
+    INVALID_JSON,
+    INVALID_TYPE,
+    INVALID_VALUE,
+    error_from_validation,
+    invalid_type,
+    json_type_name,
+    missing_parameter,
+    short_json,
+    unknown_parameter,
+    unsupported_parameter,
+    unsupported_value,
+)
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 
 MAX_STOP_SEQUENCES = 4
-
-UNKNOWN_PARAMETER = "unknown_parameter"
-MISSING_PARAMETER = "missing_required_parameter"
-INVALID_TYPE = "invalid_type"
-INVALID_VALUE = "invalid_value"
-INVALID_JSON = "invalid_json"
-UNSUPPORTED_PARAMETER = "unsupported_parameter"
-UNSUPPORTED_VALUE = "unsupported_value"
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,7 @@ def _json_object(body: bytes | str) -> dict[str, object]:
         ) from None
     if not isinstance(data, dict):
         raise invalid_request(
-            f"The request body must be a JSON object, but got {_json_type_name(data)} instead.",
+            f"The request body must be a JSON object, but got {json_type_name(data)} instead.",
             code=INVALID_TYPE,
         )
     return data
@@ -171,53 +175,53 @@ BodyT = TypeVar("BodyT", bound=_GenerationBody)
 def _validate(model: type[BodyT], data: dict[str, object]) -> BodyT:
     for name in data:
         if name not in model.model_fields:
-            raise _unknown_parameter(name)
+            raise unknown_parameter(name)
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise _error_from_validation(error.errors(include_url=False)[0]) from None
+        raise error_from_validation(error.errors(include_url=False)[0]) from None
 
 
 def _reject_unsupported_chat_features(fields: _ChatCompletionBody) -> None:
     _reject_unsupported_common_features(fields)
     if fields.tools:
-        raise _unsupported_parameter("tools", "tool calling is not supported.")
+        raise unsupported_parameter("tools", "tool calling is not supported.")
     if fields.functions:
-        raise _unsupported_parameter("functions", "function calling is not supported.")
+        raise unsupported_parameter("functions", "function calling is not supported.")
     if fields.tool_choice not in (None, "none"):
-        raise _unsupported_parameter(
+        raise unsupported_parameter(
             "tool_choice", "tool calling is not supported, so it may only be 'none'."
         )
     if fields.function_call not in (None, "none"):
-        raise _unsupported_parameter(
+        raise unsupported_parameter(
             "function_call",
             "function calling is not supported, so it may only be 'none'.",
         )
     if fields.logprobs:
-        raise _unsupported_parameter("logprobs", "log probabilities are not supported.")
+        raise unsupported_parameter("logprobs", "log probabilities are not supported.")
     if fields.top_logprobs:
-        raise _unsupported_parameter("top_logprobs", "log probabilities are not supported.")
+        raise unsupported_parameter("top_logprobs", "log probabilities are not supported.")
     if fields.response_format is not None:
         _check_response_format(fields.response_format)
     if fields.store:
-        raise _unsupported_parameter("store", "storing completions is not supported.")
+        raise unsupported_parameter("store", "storing completions is not supported.")
 
 
 def _reject_unsupported_completion_features(fields: _CompletionBody) -> None:
     _reject_unsupported_common_features(fields)
     if fields.logprobs is not None:
-        raise _unsupported_parameter("logprobs", "log probabilities are not supported.")
+        raise unsupported_parameter("logprobs", "log probabilities are not supported.")
     if fields.echo:
-        raise _unsupported_parameter("echo", "echoing the prompt is not supported.")
+        raise unsupported_parameter("echo", "echoing the prompt is not supported.")
     if fields.best_of is not None and fields.best_of > 1:
-        raise _unsupported_value("best_of", "only best_of=1 is supported.")
+        raise unsupported_value("best_of", "only best_of=1 is supported.")
     if fields.suffix:
-        raise _unsupported_parameter("suffix", "suffixes (insertion) are not supported.")
+        raise unsupported_parameter("suffix", "suffixes (insertion) are not supported.")
 
 
 def _reject_unsupported_common_features(fields: _GenerationBody) -> None:
     if fields.n is not None and fields.n != 1:
-        raise _unsupported_value("n", "only n=1 is supported.")
+        raise unsupported_value("n", "only n=1 is supported.")
     if fields.stream_options is not None and not fields.stream:
         raise invalid_request(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -225,20 +229,20 @@ def _reject_unsupported_common_features(fields: _GenerationBody) -> None:
             code=INVALID_VALUE,
         )
     if fields.logit_bias:
-        raise _unsupported_parameter("logit_bias", "logit bias is not supported.")
+        raise unsupported_parameter("logit_bias", "logit bias is not supported.")
 
 
 def _check_response_format(response_format: _ResponseFormat) -> None:
     if response_format.type == "text":
         return
     if response_format.type in ("json_object", "json_schema"):
-        raise _unsupported_value(
+        raise unsupported_value(
             "response_format.type",
             f"'{response_format.type}' is not supported yet; only 'text' is.",
         )
     raise invalid_request(
         f"Invalid value for 'response_format.type': expected one of 'text', 'json_object', "
-        f"'json_schema', but got {_short_json(response_format.type)} instead.",
+        f"'json_schema', but got {short_json(response_format.type)} instead.",
         param="response_format.type",
         code=INVALID_VALUE,
     )
@@ -281,7 +285,7 @@ def _stop_sequences(stop: object) -> tuple[str, ...]:
     if isinstance(stop, str):
         return (_non_empty_string(stop, "stop"),)
     if not isinstance(stop, list):
-        raise _invalid_type("stop", "a string or an array of strings", stop)
+        raise invalid_type("stop", "a string or an array of strings", stop)
     if len(stop) > MAX_STOP_SEQUENCES:
         raise invalid_request(
             f"Invalid value for 'stop': expected at most {MAX_STOP_SEQUENCES} stop sequences, "
@@ -294,9 +298,9 @@ def _stop_sequences(stop: object) -> tuple[str, ...]:
 
 def _chat_message(message: _MessageBody, param: str) -> ChatMessage:
     if message.tool_calls:
-        raise _unsupported_parameter(f"{param}.tool_calls", "tool calling is not supported.")
+        raise unsupported_parameter(f"{param}.tool_calls", "tool calling is not supported.")
     if message.function_call is not None:
-        raise _unsupported_parameter(f"{param}.function_call", "function calling is not supported.")
+        raise unsupported_parameter(f"{param}.function_call", "function calling is not supported.")
     return ChatMessage(
         role=message.role, content=_message_text(message.content, f"{param}.content")
     )
@@ -307,7 +311,7 @@ def _message_text(content: object, param: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _invalid_type(param, "a string or an array of content parts", content)
+        raise invalid_type(param, "a string or an array of content parts", content)
     if not content:
         raise invalid_request(
             f"Invalid value for '{param}': expected a string or a non-empty array of "
@@ -320,18 +324,18 @@ def _message_text(content: object, param: str) -> str:
 
 def _part_text(part: object, param: str) -> str:
     if not isinstance(part, dict):
-        raise _invalid_type(param, "an object", part)
+        raise invalid_type(param, "an object", part)
     part_type = _required(part, "type", param)
     if not isinstance(part_type, str):
-        raise _invalid_type(f"{param}.type", "a string", part_type)
+        raise invalid_type(f"{param}.type", "a string", part_type)
     if part_type != "text":
-        raise _unsupported_value(
+        raise unsupported_value(
             f"{param}.type",
             f"content parts of type '{part_type}' are not supported; only 'text' parts are.",
         )
     text = _required(part, "text", param)
     if not isinstance(text, str):
-        raise _invalid_type(f"{param}.text", "a string", text)
+        raise invalid_type(f"{param}.text", "a string", text)
     return text
 
 
@@ -345,9 +349,9 @@ def _prompt_text(prompt: object) -> str:
             code=INVALID_VALUE,
         )
     if any(isinstance(item, int | list) for item in prompt):
-        raise _unsupported_value("prompt", "prompts given as token ids are not supported.")
+        raise unsupported_value("prompt", "prompts given as token ids are not supported.")
     if len(prompt) != 1:
-        raise _unsupported_value(
+        raise unsupported_value(
             "prompt", "batched prompts are not supported; send a string or an array of one string."
         )
     return _non_empty_string(prompt[0], "prompt[0]")
@@ -355,7 +359,7 @@ def _prompt_text(prompt: object) -> str:
 
 def _non_empty_string(value: object, param: str) -> str:
     if not isinstance(value, str):
-        raise _invalid_type(param, "a string", value)
+        raise invalid_type(param, "a string", value)
     if not value:
         raise invalid_request(
             f"Invalid value for '{param}': expected a non-empty string.",
@@ -367,129 +371,5 @@ def _non_empty_string(value: object, param: str) -> str:
 
 def _required(container: dict[str, object], key: str, param: str) -> object:
     if key not in container:
-        raise _missing_parameter(f"{param}.{key}")
+        raise missing_parameter(f"{param}.{key}")
     return container[key]
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-_EXPECTED_TYPES = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "bool_type": "a boolean",
-    "list_type": "an array",
-    "dict_type": "an object",
-    "model_type": "an object",
-    "model_attributes_type": "an object",
-}
-
-_BOUND_COMPARISONS = {
-    "greater_than_equal": ("ge", ">="),
-    "greater_than": ("gt", ">"),
-    "less_than_equal": ("le", "<="),
-    "less_than": ("lt", "<"),
-}
-
-
-def _error_from_validation(error: ErrorDetails) -> OpenAIError:
-    param = _param_path(error["loc"])
-    kind = error["type"]
-    value = error["input"]
-    context = error.get("ctx") or {}
-    if kind == "missing":
-        return _missing_parameter(param)
-    if kind == "extra_forbidden":
-        return _unknown_parameter(param)
-    if kind in _EXPECTED_TYPES:
-        return _invalid_type(param, _EXPECTED_TYPES[kind], value)
-    if kind == "literal_error":
-        message = (
-            f"Invalid value for '{param}': expected one of {context['expected']}, "
-            f"but got {_short_json(value)} instead."
-        )
-    elif kind == "string_too_short":
-        message = f"Invalid value for '{param}': expected a non-empty string."
-    elif kind == "too_short":
-        message = f"Invalid value for '{param}': expected a non-empty array."
-    elif kind in _BOUND_COMPARISONS:
-        bound_name, operator = _BOUND_COMPARISONS[kind]
-        message = (
-            f"Invalid value for '{param}': expected a value {operator} "
-            f"{_format_bound(context[bound_name])}, but got {_short_json(value)} instead."
-        )
-    elif kind == "finite_number":
-        message = f"Invalid value for '{param}': expected a finite number."
-    else:
-        message = f"Invalid value for '{param}': {error['msg']}."
-    return invalid_request(message, param=param, code=INVALID_VALUE)
-
-
-def _param_path(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path
-
-
-def _missing_parameter(param: str) -> OpenAIError:
-    return invalid_request(
-        f"Missing required parameter: '{param}'.", param=param, code=MISSING_PARAMETER
-    )
-
-
-def _unknown_parameter(param: str) -> OpenAIError:
-    return invalid_request(
-        f"Unrecognized request argument supplied: {param}", param=param, code=UNKNOWN_PARAMETER
-    )
-
-
-def _invalid_type(param: str, expected: str, value: object) -> OpenAIError:
-    return invalid_request(
-        f"Invalid type for '{param}': expected {expected}, "
-        f"but got {_json_type_name(value)} instead.",
-        param=param,
-        code=INVALID_TYPE,
-    )
-
-
-def _unsupported_parameter(param: str, reason: str) -> OpenAIError:
-    return invalid_request(
-        f"Unsupported parameter '{param}': {reason}", param=param, code=UNSUPPORTED_PARAMETER
-    )
-
-
-def _unsupported_value(param: str, reason: str) -> OpenAIError:
-    return invalid_request(
-        f"Unsupported value for '{param}': {reason}", param=param, code=UNSUPPORTED_VALUE
-    )
-
-
-def _json_type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _format_bound(bound: object) -> str:
-    if isinstance(bound, float) and bound.is_integer():
-        return str(int(bound))
-    return str(bound)
-
-
-def _short_json(value: object, limit: int = 60) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

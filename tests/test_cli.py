@@ -27,19 +27,20 @@ def paddler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    """Collect the process's stdout until ``marker`` appears."""
+def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """Collect the process's stdout until ``marker`` appears (unbuffered, so nothing hides)."""
     assert process.stdout is not None
+    descriptor = process.stdout.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    seen = ""
+    selector.register(descriptor, selectors.EVENT_READ)
+    seen = b""
     deadline = time.monotonic() + timeout
-    while marker not in seen:
-        assert time.monotonic() < deadline, f"no {marker!r} within {timeout}s; got:\n{seen}"
-        assert process.poll() is None, f"paddler exited early:\n{seen}"
+    while marker.encode() not in seen:
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout}s; got:\n{seen!r}"
+        assert process.poll() is None, f"paddler exited early:\n{seen!r}"
         if selector.select(timeout=0.5):
-            seen += process.stdout.readline()
-    return seen
+            seen += os.read(descriptor, 65536)
+    return seen.decode()
 
 
 def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
@@ -62,7 +63,6 @@ def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
         env={key: value for key, value in os.environ.items() if not key.startswith("PADDLER_")},
     )
     try:
