@@ -19,15 +19,19 @@ from pathlib import Path
 
 from agent.chat_template import ChatTemplate, ChatTemplateError
 from agent.slot import Outcome, Slot
-from paddler.protocol import FinishReason, GenerationRequest, Usage
+from paddler.protocol import (
+    CONTEXT_LENGTH_EXCEEDED,
+    ENGINE_FAILURE,
+    INVALID_MESSAGES,
+    NO_FREE_SLOT,
+    FinishReason,
+    GenerationRequest,
+    Usage,
+)
 
 __all__ = ["EngineError", "GenerationResult", "SimpleEngine"]
 
 logger = logging.getLogger("paddler.agent.engine")
-
-CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
-NO_FREE_SLOT = "no_free_slot"
-ENGINE_FAILURE = "engine_failure"
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,9 @@ class SimpleEngine:
             try:
                 text = self._template.render(request.messages)
             except ChatTemplateError as error:
-                raise EngineError(ENGINE_FAILURE, str(error)) from error
+                raise EngineError(
+                    INVALID_MESSAGES, f"The model's chat template rejected the messages: {error}"
+                ) from error
         else:
             text = request.prompt
         prompt = slot.tokenize(text)

@@ -210,7 +210,9 @@ class AgentRunner:
         except Exception as error:
             logger.exception("job %s failed", job.job_id)
             outbox.put_nowait(
-                protocol.JobError(job_id=job.job_id, code="engine_failure", message=str(error))
+                protocol.JobError(
+                    job_id=job.job_id, code=protocol.ENGINE_FAILURE, message=str(error)
+                )
             )
         finally:
             self._jobs.pop(job.job_id, None)

@@ -26,13 +26,14 @@ from quart import (
 )
 from werkzeug.exceptions import HTTPException
 
+from paddler.protocol import CONTEXT_LENGTH_EXCEEDED, INVALID_MESSAGES
+
 logger = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
 OVERLOADED = "overloaded_error"
 SERVER_ERROR = "server_error"
 
-CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
 INTERNAL_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 
@@ -123,11 +124,14 @@ def agent_lost(detail: str | None = None) -> OpenAIError:
 def agent_error(code: str, message: str) -> OpenAIError:
     """An error an agent reported for a job.
 
-    ``context_length_exceeded`` (OpenAI's code for a prompt that does not fit) is the client's
-    fault and answers 400; anything else is the server's and answers 502.
+    ``context_length_exceeded`` (OpenAI's code for a prompt that does not fit) and
+    ``invalid_messages`` (the model's chat template refused them) are the client's fault and
+    answer 400; anything else is the server's and answers 502.
     """
     if code == CONTEXT_LENGTH_EXCEEDED:
         return OpenAIError(400, message, type=INVALID_REQUEST, code=code)
+    if code == INVALID_MESSAGES:
+        return OpenAIError(400, message, type=INVALID_REQUEST, param="messages", code=code)
     return OpenAIError(
         502, f"The agent failed to serve the request: {message}", type=SERVER_ERROR, code=code
     )

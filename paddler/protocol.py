@@ -65,6 +65,13 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+# codes of JobError: why an agent could not serve a job
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+INVALID_MESSAGES = "invalid_messages"
+NO_FREE_SLOT = "no_free_slot"
+ENGINE_FAILURE = "engine_failure"
+
+
 # agent -> control plane
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.processes import Agent, ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent
@@ -335,3 +336,49 @@ def test_requests_are_routed_to_the_pool_named_by_model(
     pools = {pool["name"]: pool for pool in control_plane.pools()}
     assert pools[tiny_model_path.stem]["slots_total"] == 2
     assert pools[smollm2_path.stem]["slots_total"] == 1
+
+
+def test_prompt_that_cannot_fit_the_context_is_a_400(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path
+) -> None:
+    start_agent("tiny", model=tiny_model_path)
+    response = httpx.post(
+        control_plane.inference_url + "/v1/completions",
+        json={"model": tiny_model_path.stem, "prompt": "hello", "max_tokens": 5000},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert "1024" in error["message"]
+    assert control_plane.pools()[0]["slots_busy"] == 0
+
+
+def test_waiting_client_that_leaves_is_removed_from_the_queue(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path
+) -> None:
+    agent = start_agent("gone", model=tiny_model_path)
+    agent.stop()
+    wait_until(lambda: control_plane.agent("gone") is None, what="agent gone")
+    body = {"model": tiny_model_path.stem, "prompt": "hi", "max_tokens": 2, "stream": True}
+    with httpx.stream(
+        "POST", control_plane.inference_url + "/v1/completions", json=body, timeout=30
+    ) as response:
+        events = sse_events(response)
+        assert next(events) == ": queued position=1"
+        assert control_plane.pools()[0]["requests_buffered"] == 1
+    wait_until(lambda: control_plane.pools()[0]["requests_buffered"] == 0, what="queue emptied")
+
+
+def test_non_streaming_client_that_leaves_frees_the_slot(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("a", slots=1)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            control_plane.inference_url + "/v1/chat/completions",
+            json=chat_body(pool_name(smollm2_path), max_tokens=900),
+            timeout=httpx.Timeout(30, read=1.5),
+        )
+    wait_until(lambda: control_plane.pools()[0]["slots_busy"] == 0, what="slot freed")
+    assert "cancelling job" in control_plane.log()
