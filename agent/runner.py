@@ -20,6 +20,7 @@ from paddler import __version__, protocol
 logger = logging.getLogger("paddler.agent")
 
 WELCOME_TIMEOUT_SECONDS = 10.0
+GOODBYE_TIMEOUT_SECONDS = 5.0
 
 
 def socket_url(control_plane: str) -> str:
@@ -45,6 +46,7 @@ class AgentRunner:
         pool: str,
         instance_id: str | None = None,
         reconnect_max_delay: float = 5.0,
+        shutdown_grace: float = 30.0,
     ) -> None:
         self.engine = engine
         self.url = socket_url(control_plane)
@@ -52,6 +54,7 @@ class AgentRunner:
         self.name = name
         self.pool = pool
         self.instance_id = instance_id
+        self.shutdown_grace = shutdown_grace
         self.agent_id = uuid.uuid4().hex
         self.state: protocol.AgentState = "loading"
         self.issues: tuple[str, ...] = ()
@@ -60,17 +63,44 @@ class AgentRunner:
         self._jobs: dict[str, tuple[asyncio.Task[None], threading.Event]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain: finish running jobs within the grace period."""
         loader = asyncio.create_task(self._load())
+        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                await self._connect_once()
+                connection = asyncio.create_task(self._connect_once())
+                await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    await self._drain()
+                    # the control plane closes the socket once it has read our last messages
+                    await asyncio.wait({connection}, timeout=GOODBYE_TIMEOUT_SECONDS)
+                    connection.cancel()
+                    await asyncio.gather(connection, return_exceptions=True)
+                    logger.info("shut down")
+                    break
                 delay = self._backoff.next_delay()
                 logger.info("reconnecting in %.1fs", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
+            stopping.cancel()
             loader.cancel()
             await self._stop_all_jobs()
+
+    async def _drain(self) -> None:
+        """Take no more work and give running jobs ``shutdown_grace`` seconds to finish."""
+        self._set_state("draining")
+        running = [task for task, _ in self._jobs.values()]
+        if running:
+            logger.info(
+                "shutting down: waiting up to %.0fs for %d job(s)",
+                self.shutdown_grace,
+                len(running),
+            )
+            await asyncio.wait(running, timeout=self.shutdown_grace)
+        await self._stop_all_jobs()
+        if self._outbox is not None:
+            self._outbox.put_nowait(protocol.Goodbye(reason="agent shutting down"))
 
     async def _load(self) -> None:
         try:

@@ -21,4 +21,7 @@ class AgentSettings:
     threads: int = setting(0, "CPU threads per slot (0: cores divided by slots)")
     instance_id: str = setting("", "cloud instance id, when a provider started this agent")
     reconnect_max_delay: float = setting(5.0, "longest pause between reconnection attempts")
+    shutdown_grace: float = setting(
+        30.0, "seconds running jobs may take to finish when the agent is asked to stop"
+    )
     log_level: str = setting("info", "debug, info, warning or error")

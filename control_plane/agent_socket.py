@@ -105,21 +105,25 @@ async def _read(state: ControlPlane, link: AgentLink) -> str:
                     await websocket.close(1001, "control plane shutting down")
                     return "control plane shutting down"
                 return f"silent for {state.settings.agent_timeout:.0f}s"
-            last_state = await _relay(state, link, receiving.result(), last_state)
+            message = await _relay(state, link, receiving.result(), last_state)
+            if isinstance(message, protocol.Goodbye):
+                await websocket.close(1000, "goodbye")
+                return f"said goodbye ({message.reason})"
+            last_state = link.state
     finally:
         closing.cancel()
 
 
 async def _relay(
     state: ControlPlane, link: AgentLink, frame: str | bytes, last_state: protocol.AgentState
-) -> protocol.AgentState:
-    """Hand one frame to the scheduler; persist state changes. Returns the agent's state."""
+) -> protocol.AgentMessage | None:
+    """Hand one frame to the scheduler and persist state changes; None for an invalid frame."""
     try:
         message = protocol.decode_agent_message(frame)
     except pydantic.ValidationError as error:
         logger.warning("agent %s sent an invalid message: %s", link.name, error)
-        return last_state
+        return None
     state.scheduler.agent_message(link, message)
     if link.state != last_state:
         await state.store.agent_state_changed(link.agent_id, link.state)
-    return link.state
+    return message

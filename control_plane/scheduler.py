@@ -136,6 +136,8 @@ class Scheduler:
                 self._finish(link, message.job_id, Failed(message.code, message.message))
             case protocol.Hello():
                 logger.warning("agent %s sent a second hello; ignored", link.name)
+            case protocol.Goodbye():
+                logger.info("agent %s is leaving: %s", link.name, message.reason)
 
     def _finish(self, link: AgentLink, job_id: str, outcome: protocol.Done | Failed) -> None:
         job = link.jobs.pop(job_id, None)

@@ -132,6 +132,7 @@ def run_agent(settings: AgentSettings) -> int:
             pool=settings.pool or model.stem,
             instance_id=settings.instance_id or None,
             reconnect_max_delay=settings.reconnect_max_delay,
+            shutdown_grace=settings.shutdown_grace,
         )
     except ValueError as error:
         print(f"paddler agent: {error}", file=sys.stderr)

@@ -119,6 +119,13 @@ class JobError(Message):
     message: str
 
 
+class Goodbye(Message):
+    """The agent is leaving on purpose: the control plane closes once it has read everything."""
+
+    type: Literal["goodbye"] = "goodbye"
+    reason: str = ""
+
+
 # control plane -> agent
 
 
@@ -144,7 +151,9 @@ class Drain(Message):
     type: Literal["drain"] = "drain"
 
 
-AgentMessage = Annotated[Hello | Status | Token | Done | JobError, Field(discriminator="type")]
+AgentMessage = Annotated[
+    Hello | Status | Token | Done | JobError | Goodbye, Field(discriminator="type")
+]
 ControlPlaneMessage = Annotated[Welcome | Job | Cancel | Drain, Field(discriminator="type")]
 
 _agent_messages: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)

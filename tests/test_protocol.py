@@ -22,6 +22,7 @@ AGENT_MESSAGES: list[protocol.Message] = [
     protocol.Token(job_id="j", text="tok"),
     protocol.Done(job_id="j", finish_reason="length", usage=USAGE, seconds_total=1.5),
     protocol.JobError(job_id="j", code="context_length_exceeded", message="too long"),
+    protocol.Goodbye(reason="shutting down"),
 ]
 CONTROL_PLANE_MESSAGES: list[protocol.Message] = [
     protocol.Welcome(pool="p", heartbeat_seconds=1.5),

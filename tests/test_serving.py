@@ -382,3 +382,30 @@ def test_non_streaming_client_that_leaves_frees_the_slot(
         )
     wait_until(lambda: control_plane.pools()[0]["slots_busy"] == 0, what="slot freed")
     assert "cancelling job" in control_plane.log()
+
+
+def test_stopped_agent_finishes_its_running_job_then_leaves(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    agent = start_agent("leaving", slots=2)
+    with httpx.stream(
+        "POST",
+        control_plane.inference_url + "/v1/chat/completions",
+        json=chat_body(pool_name(smollm2_path), max_tokens=40, stream=True),
+        timeout=30,
+    ) as response:
+        events = sse_events(response)
+        for event in events:
+            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
+                agent.signal(signal.SIGTERM)
+                break
+        wait_until(
+            lambda: (control_plane.agent("leaving") or {}).get("state") == "draining",
+            what="agent draining",
+        )
+        rest = list(events)
+    assert not any(isinstance(event, dict) and "error" in event for event in rest)
+    chunks = [event for event in rest if isinstance(event, dict)]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert agent.process is not None and agent.process.wait(timeout=15) == 0
+    wait_until(lambda: control_plane.agent("leaving") is None, what="agent left")
