@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paddler.settings import setting
+from paddler.settings import SettingsError, require_log_level, require_positive, setting
 
 
 @dataclass(frozen=True)
@@ -25,3 +25,9 @@ class AgentSettings:
         30.0, "seconds running jobs may take to finish when the agent is asked to stop"
     )
     log_level: str = setting("info", "debug, info, warning or error")
+
+    def __post_init__(self) -> None:
+        require_positive(self, "slots", "context_size", "reconnect_max_delay")
+        if self.threads < 0 or self.shutdown_grace < 0:
+            raise SettingsError("threads and shutdown_grace cannot be negative")
+        require_log_level(self.log_level)

@@ -23,6 +23,7 @@ class AgentLink:
     remote_address: str | None = None
     instance_id: str | None = None
     state: AgentState = "loading"
+    issues: tuple[str, ...] = ()
     jobs: dict[str, InferenceJob] = field(default_factory=dict)
     connected_at: float = field(default_factory=time.time)
     last_assigned_at: float = field(default_factory=time.monotonic)
@@ -37,20 +38,6 @@ class AgentLink:
 
     def send(self, message: Message) -> None:
         self.outbox.put_nowait(message)
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "id": self.agent_id,
-            "name": self.name,
-            "pool": self.pool,
-            "model": self.model,
-            "state": self.state,
-            "slots_total": self.slots,
-            "slots_busy": len(self.jobs),
-            "remote_address": self.remote_address,
-            "instance_id": self.instance_id,
-            "connected_at": self.connected_at,
-        }
 
 
 class Fleet:

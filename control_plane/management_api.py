@@ -35,6 +35,7 @@ async def list_agents() -> dict[str, Any]:
                 "pool": record.pool_name,
                 "connected": link is not None,
                 "state": link.state if link else record.last_state,
+                "issues": list(link.issues) if link else [],
                 "slots_total": link.slots if link else 0,
                 "slots_busy": len(link.jobs) if link else 0,
                 "remote_address": link.remote_address if link else None,

@@ -121,7 +121,11 @@ class Scheduler:
         match message:
             case protocol.Status():
                 became_ready = message.state == "ready" and link.state != "ready"
+                if message.issues != link.issues:
+                    for issue in message.issues:
+                        logger.warning("agent %s reports: %s", link.name, issue)
                 link.state = message.state
+                link.issues = message.issues
                 if became_ready:
                     logger.info("agent %s is ready with %d slots", link.name, link.slots)
                     self.pump(link.pool)
@@ -145,7 +149,20 @@ class Scheduler:
             logger.warning("agent %s finished unknown job %s", link.name, job_id)
             return
         job.finished = True
-        self.counters["finished" if isinstance(outcome, protocol.Done) else "failed"] += 1
+        if isinstance(outcome, protocol.Done):
+            self.counters["finished"] += 1
+            logger.info(
+                "job %s finished on agent %s: %s, %d+%d tokens in %.2fs",
+                job.id,
+                link.name,
+                outcome.finish_reason,
+                outcome.usage.prompt_tokens,
+                outcome.usage.completion_tokens,
+                outcome.seconds_total,
+            )
+        else:
+            self.counters["failed"] += 1
+            logger.warning("job %s failed on agent %s: %s", job.id, link.name, outcome.code)
         if not job.withdrawn:
             job.events.put_nowait(outcome)
         self.pump(link.pool)

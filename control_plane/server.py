@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from hypercorn.asyncio import serve
@@ -15,9 +16,29 @@ from control_plane.state import ControlPlane
 logger = logging.getLogger("paddler.control_plane")
 
 
-def _hypercorn_config(bind: str) -> Config:
+def listen(address: str) -> int:
+    """Bind ``host:port`` now, so a busy port fails early with a message that names it.
+
+    Returns the listening socket's file descriptor, which Hypercorn takes over.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise OSError(f"expected host:port, got {address!r}")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(1024)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {address}: {error.strerror or error}") from error
+    return sock.detach()
+
+
+def _hypercorn_config(descriptor: int) -> Config:
     config = Config()
-    config.bind = [bind]
+    config.bind = [f"fd://{descriptor}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 3.0
@@ -32,15 +53,17 @@ async def run_control_plane(
     on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until ``shutdown`` is set; ``on_ready`` runs once both addresses listen."""
-    await state.start()
     settings = state.settings
+    inference_socket = listen(settings.inference_addr)
+    management_socket = listen(settings.management_addr)
+    await state.start()
     inference = create_inference_app(state)
     management = create_management_app(state)
     servers = [
         asyncio.create_task(
             serve(
                 inference,
-                _hypercorn_config(settings.inference_addr),
+                _hypercorn_config(inference_socket),
                 shutdown_trigger=shutdown.wait,
             ),
             name="inference-server",
@@ -48,7 +71,7 @@ async def run_control_plane(
         asyncio.create_task(
             serve(
                 management,
-                _hypercorn_config(settings.management_addr),
+                _hypercorn_config(management_socket),
                 shutdown_trigger=shutdown.wait,
             ),
             name="management-server",
@@ -62,7 +85,7 @@ async def run_control_plane(
     closer = asyncio.create_task(close_agent_sockets())
     try:
         logger.info(
-            "control plane listening: inference http://%s  management http://%s",
+            "listening: inference API http://%s  management http://%s",
             settings.inference_addr,
             settings.management_addr,
         )

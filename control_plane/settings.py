@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddler.settings import setting
+from paddler.settings import require_log_level, require_positive, setting
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,18 @@ class ControlPlaneSettings:
         4 * 1024 * 1024, "largest request body accepted by the inference API (413 above)"
     )
     log_level: str = setting("info", "debug, info, warning or error")
+
+    def __post_init__(self) -> None:
+        require_positive(
+            self,
+            "max_buffered_requests",
+            "buffer_timeout",
+            "agent_timeout",
+            "max_dispatch_attempts",
+            "queue_report_interval",
+            "max_request_bytes",
+        )
+        require_log_level(self.log_level)
 
     @property
     def resolved_database_url(self) -> str:

@@ -41,6 +41,8 @@ class ControlPlane:
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
         logger.info("state database ready; %d pool(s) known", len(self.pools))
+        if not self.settings.agent_token:
+            logger.warning("no --agent-token set: any agent that can reach this address may join")
 
     async def stop(self) -> None:
         if self._store is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ENV_PREFIX = "PADDLER_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 SettingsT = TypeVar("SettingsT")
 
@@ -27,6 +28,19 @@ class SettingsError(Exception):
 
 def setting(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def require_positive(settings: object, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise SettingsError(f"{flag} must be greater than 0, got {value}")
+
+
+def require_log_level(level: str) -> None:
+    if level.lower() not in LOG_LEVELS:
+        raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings_class: type[Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,6 +111,7 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
         (("agent", "--control-plane", "ftp://x", "--model", __file__), "not an http(s)://"),
         (("control-plane", "--max-buffered-requests", "lots"), "expected int, got 'lots'"),
         (("control-plane", "--config", "missing.toml"), "config file not found"),
+        (("agent", "--slots", "0"), "--slots must be greater than 0"),
     ],
 )
 def test_bad_settings_exit_with_a_clear_message(
@@ -119,3 +121,13 @@ def test_bad_settings_exit_with_a_clear_message(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_busy_port_is_named_in_the_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        result = paddler("control-plane", "--inference-addr", address, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"cannot listen on {address}: Address already in use" in result.stderr

@@ -61,3 +61,16 @@ def test_bad_values_name_their_source(
 def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="config file not found"):
         resolve(ControlPlaneSettings, parse(), environ={}, config_file=tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--max-buffered-requests", "0"), "--max-buffered-requests must be greater than 0"),
+        (("--buffer-timeout", "-1"), "--buffer-timeout must be greater than 0"),
+        (("--log-level", "loud"), "--log-level must be one of"),
+    ],
+)
+def test_out_of_range_values_are_refused(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        resolve(ControlPlaneSettings, parse(*argv), environ={})
