@@ -55,6 +55,13 @@ class ControlPlane:
             pool = await self.store.ensure_pool(name, model_source, slots_per_agent)
             self.pools[name] = pool
             logger.info("created pool %s serving %s", name, model_source)
+        elif pool.model_source != model_source:
+            logger.warning(
+                "an agent joined pool %s with model %s; the pool's model is %s",
+                name,
+                model_source,
+                pool.model_source,
+            )
         return pool
 
     async def record_disconnect(self, link: AgentLink, reason: str) -> None:

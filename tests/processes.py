@@ -75,8 +75,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
 
 class ControlPlane(ServerProcess):

@@ -330,7 +330,8 @@ def test_requests_are_routed_to_the_pool_named_by_model(
         )
         assert response.status_code == 200, response.text
         assert response.json()["model"] == model
-        dispatches = [line for line in control_plane.log().splitlines() if "dispatched job" in line]
+        log = control_plane.log(tail=None)
+        dispatches = [line for line in log.splitlines() if "dispatched job" in line]
         served_by.append(dispatches[-1].split(" to agent ")[1].split()[0])
     assert served_by == ["tiny", "smol"]
     pools = {pool["name"]: pool for pool in control_plane.pools()}
@@ -409,3 +410,36 @@ def test_stopped_agent_finishes_its_running_job_then_leaves(
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert agent.process is not None and agent.process.wait(timeout=15) == 0
     wait_until(lambda: control_plane.agent("leaving") is None, what="agent left")
+
+
+def test_many_concurrent_requests_are_all_served_and_slots_return(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path
+) -> None:
+    for name in ("one", "two"):
+        start_agent(name, model=tiny_model_path, slots=2)
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def request(index: int) -> None:
+        response = httpx.post(
+            control_plane.inference_url + "/v1/completions",
+            json={"model": tiny_model_path.stem, "prompt": f"request {index}", "max_tokens": 20},
+            timeout=60,
+        )
+        with lock:
+            results.append(response)
+
+    clients = [threading.Thread(target=request, args=(index,)) for index in range(24)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(90)
+    assert [response.status_code for response in results] == [200] * 24
+    assert all(response.json()["usage"]["completion_tokens"] == 20 for response in results)
+    [pool] = control_plane.pools()
+    assert pool["slots_busy"] == 0 and pool["requests_buffered"] == 0
+    counters = httpx.get(control_plane.management_url + "/api/v1/pools").json()["counters"]
+    assert counters["dispatched"] == counters["finished"] == 24
+    log = control_plane.log(tail=None)
+    served = [line for line in log.splitlines() if "finished on agent" in line]
+    assert {line.split("finished on agent ")[1].split(":")[0] for line in served} == {"one", "two"}
