@@ -7,10 +7,10 @@ import hmac
 import logging
 
 import pydantic
-from quart import Blueprint, Response, current_app, websocket
+from quart import Blueprint, Response, websocket
 
 from control_plane.fleet import AgentLink
-from control_plane.state import ControlPlane
+from control_plane.state import ControlPlane, current_control_plane
 from paddler import protocol
 
 logger = logging.getLogger("paddler.agents")
@@ -31,7 +31,7 @@ def _authorized(state: ControlPlane) -> bool:
 
 @agent_socket.websocket(protocol.AGENT_SOCKET_PATH)
 async def agent_connection() -> Response | None:
-    state: ControlPlane = current_app.config["PADDLER"]
+    state = current_control_plane()
     remote = websocket.remote_addr
     if not _authorized(state):
         logger.warning("refused an agent from %s: wrong or missing token", remote)

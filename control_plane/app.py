@@ -8,12 +8,12 @@ from control_plane.agent_socket import agent_socket
 from control_plane.errors import install_error_handlers
 from control_plane.inference_api import inference_api
 from control_plane.management_api import management_api
-from control_plane.state import ControlPlane
+from control_plane.state import CONFIG_KEY, ControlPlane
 
 
 def _base_app(name: str, state: ControlPlane) -> Quart:
     app = Quart(name)
-    app.config["PADDLER"] = state
+    app.config[CONFIG_KEY] = state
     app.config["MAX_CONTENT_LENGTH"] = state.settings.max_request_bytes
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True

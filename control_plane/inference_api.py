@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 
 from control_plane import errors, openai_responses
 from control_plane.jobs import InferenceJob, TextPiece
@@ -20,7 +20,7 @@ from control_plane.openai_requests import (
 )
 from control_plane.relay import Waiting, follow
 from control_plane.scheduler import BufferFull
-from control_plane.state import ControlPlane
+from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import Done
 
 logger = logging.getLogger("paddler.inference")
@@ -33,11 +33,6 @@ SSE_HEADERS = {
 }
 
 
-def control_plane() -> ControlPlane:
-    state: ControlPlane = current_app.config["PADDLER"]
-    return state
-
-
 @inference_api.get("/health")
 async def health() -> dict[str, Any]:
     return {"status": "ok"}
@@ -45,7 +40,7 @@ async def health() -> dict[str, Any]:
 
 @inference_api.get("/v1/models")
 async def list_models() -> dict[str, Any]:
-    pools = control_plane().pools
+    pools = current_control_plane().pools
     created = {name: int(pool.created_at.timestamp()) for name, pool in pools.items()}
     return openai_responses.models_list(sorted(pools), created)
 
@@ -61,7 +56,7 @@ async def completions() -> Response:
 
 
 async def _serve(call: InferenceCall) -> Response:
-    state = control_plane()
+    state = current_control_plane()
     if call.model not in state.pools:
         raise errors.model_not_found(call.model)
     job = InferenceJob(pool=call.model, request=call.request)

@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app
+from quart import Blueprint
 
-from control_plane.state import ControlPlane
+from control_plane.state import current_control_plane
 
 management_api = Blueprint("management_api", __name__)
 
 
-def control_plane() -> ControlPlane:
-    state: ControlPlane = current_app.config["PADDLER"]
-    return state
-
-
 @management_api.get("/health")
 async def health() -> dict[str, Any]:
-    return {"status": "ok", "agents": len(control_plane().fleet)}
+    return {"status": "ok", "agents": len(current_control_plane().fleet)}
 
 
 @management_api.get("/api/v1/agents")
 async def list_agents() -> dict[str, Any]:
-    state = control_plane()
+    state = current_control_plane()
     live = {link.agent_id: link for link in state.fleet}
     agents = []
     for record in await state.store.list_agents():
@@ -48,7 +43,7 @@ async def list_agents() -> dict[str, Any]:
 
 @management_api.get("/api/v1/pools")
 async def list_pools() -> dict[str, Any]:
-    state = control_plane()
+    state = current_control_plane()
     pools = []
     for pool in sorted(state.pools.values(), key=lambda pool: pool.name):
         links = state.fleet.in_pool(pool.name)

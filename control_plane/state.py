@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from quart import current_app
+
 from control_plane.db import migrate
 from control_plane.db.engine import create_engine
 from control_plane.db.store import PoolRecord, Store
@@ -13,6 +15,14 @@ from control_plane.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
 
 logger = logging.getLogger("paddler.control_plane")
+
+CONFIG_KEY = "PADDLER"
+
+
+def current_control_plane() -> ControlPlane:
+    """The control plane serving the current request (both apps share one)."""
+    state: ControlPlane = current_app.config[CONFIG_KEY]
+    return state
 
 
 class ControlPlane:
