@@ -56,7 +56,7 @@ chat_fields = st.fixed_dictionaries(
         "mystery": json_values,
     },
 )
-plausible_values = st.sampled_from(
+plausible_values: st.SearchStrategy[Any] = st.sampled_from(
     [0, 1, 2, -1, 0.5, 1.5, 3.0, 4096, 10**12, True, False, None, "", "x", [], {}, ["\n"]]
 )
 VALID_CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
