@@ -392,7 +392,7 @@ def test_stopped_agent_finishes_its_running_job_then_leaves(
     with httpx.stream(
         "POST",
         control_plane.inference_url + "/v1/chat/completions",
-        json=chat_body(pool_name(smollm2_path), max_tokens=40, stream=True),
+        json=chat_body(pool_name(smollm2_path), max_tokens=120, stream=True),
         timeout=30,
     ) as response:
         events = sse_events(response)
