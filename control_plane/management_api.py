@@ -1,4 +1,4 @@
-"""The internal JSON API: health, agents and pools."""
+"""The internal JSON API: health, agents (with connection history) and pools."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from typing import Any
 
 from quart import Blueprint
 
+from control_plane import errors
+from control_plane.db.store import AgentRecord
+from control_plane.fleet import AgentLink
 from control_plane.state import current_control_plane
 
 management_api = Blueprint("management_api", __name__)
@@ -16,29 +19,55 @@ async def health() -> dict[str, Any]:
     return {"status": "ok", "agents": len(current_control_plane().fleet)}
 
 
+def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
+    """An agent as stored, with its live connection's details when it is connected."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "pool": record.pool_name,
+        "connected": link is not None,
+        "state": link.state if link else record.last_state,
+        "issues": list(link.issues) if link else [],
+        "slots_total": link.slots if link else 0,
+        "slots_busy": len(link.jobs) if link else 0,
+        "remote_address": link.remote_address if link else None,
+        "instance_id": link.instance_id if link else None,
+        "first_seen": record.first_seen.isoformat(),
+        "last_seen": record.last_seen.isoformat(),
+    }
+
+
+def _live_link(agent_id: str) -> AgentLink | None:
+    return next((link for link in current_control_plane().fleet if link.agent_id == agent_id), None)
+
+
 @management_api.get("/api/v1/agents")
 async def list_agents() -> dict[str, Any]:
-    state = current_control_plane()
-    live = {link.agent_id: link for link in state.fleet}
-    agents = []
-    for record in await state.store.list_agents():
-        link = live.pop(record.id, None)
-        agents.append(
+    records = await current_control_plane().store.list_agents()
+    return {"data": [_agent_view(record, _live_link(record.id)) for record in records]}
+
+
+@management_api.get("/api/v1/agents/<agent_id>")
+async def get_agent(agent_id: str) -> dict[str, Any]:
+    store = current_control_plane().store
+    record = await store.get_agent(agent_id)
+    if record is None:
+        raise errors.OpenAIError(404, f"No agent with id {agent_id!r}.", code="agent_not_found")
+    connections = await store.list_connections(agent_id)
+    return {
+        **_agent_view(record, _live_link(agent_id)),
+        "connections": [
             {
-                "id": record.id,
-                "name": record.name,
-                "pool": record.pool_name,
-                "connected": link is not None,
-                "state": link.state if link else record.last_state,
-                "issues": list(link.issues) if link else [],
-                "slots_total": link.slots if link else 0,
-                "slots_busy": len(link.jobs) if link else 0,
-                "remote_address": link.remote_address if link else None,
-                "first_seen": record.first_seen.isoformat(),
-                "last_seen": record.last_seen.isoformat(),
+                "connected_at": connection.connected_at.isoformat(),
+                "disconnected_at": (
+                    connection.disconnected_at.isoformat() if connection.disconnected_at else None
+                ),
+                "remote_address": connection.remote_address,
+                "disconnect_reason": connection.disconnect_reason,
             }
-        )
-    return {"data": agents}
+            for connection in connections
+        ],
+    }
 
 
 @management_api.get("/api/v1/pools")

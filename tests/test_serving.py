@@ -269,6 +269,12 @@ def test_control_plane_restart_agent_reconnects_and_pools_survive(
     assert response.status_code == 200, response.text
     [record] = control_plane.agents()
     assert record["name"] == "steady" and record["connected"]
+    detail = httpx.get(control_plane.management_url + f"/api/v1/agents/{record['id']}").json()
+    newest, oldest = detail["connections"]
+    assert newest["disconnected_at"] is None
+    assert oldest["disconnected_at"] is not None and oldest["disconnect_reason"]
+    missing = httpx.get(control_plane.management_url + "/api/v1/agents/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "agent_not_found"
 
 
 def test_agent_with_wrong_token_is_refused(

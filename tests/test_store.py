@@ -105,6 +105,9 @@ async def test_agent_lifecycle(store: Store, clock: Clock) -> None:
         connected=True,
     )
 
+    assert await store.get_agent("a1") == agent
+    assert await store.get_agent("nobody") is None
+
     await store.agent_state_changed("a1", "ready")
     (agent,) = await store.list_agents()
     assert agent.last_state == "ready"

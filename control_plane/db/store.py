@@ -206,6 +206,11 @@ class Store:
             agents = await session.scalars(select(Agent).order_by(Agent.pool_name, Agent.id))
             return [_agent_record(agent) for agent in agents]
 
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        async with self._sessions() as session:
+            agent = await session.get(Agent, agent_id)
+            return _agent_record(agent) if agent is not None else None
+
     async def list_connections(self, agent_id: str, limit: int = 50) -> list[ConnectionRecord]:
         """An agent's most recent connections, newest first."""
         async with self._sessions() as session:
