@@ -18,7 +18,7 @@ from control_plane.openai_requests import (
     parse_chat_completion,
     parse_completion,
 )
-from control_plane.relay import Waiting, follow
+from control_plane.relay import Update, Waiting, follow
 from control_plane.scheduler import BufferFull
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import Done
@@ -90,7 +90,7 @@ def _retry_after(state: ControlPlane, pool: str) -> int:
     return 1 + state.scheduler.queued(pool) // max(1, ready)
 
 
-async def _collect(call: InferenceCall, updates: AsyncIterator[Any]) -> Response:
+async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
     pieces: list[str] = []
     async for update in updates:
         if isinstance(update, TextPiece):
@@ -115,7 +115,7 @@ def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
 
 
 async def _stream(
-    state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Any]
+    state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Update]
 ) -> AsyncIterator[bytes]:
     """Runs outside the request context: everything it needs is passed in."""
     completion_id = openai_responses.new_completion_id(call.request.kind)
