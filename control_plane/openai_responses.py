@@ -39,6 +39,11 @@ def openai_finish_reason(finish_reason: FinishReason) -> str:
     return _OPENAI_FINISH_REASONS[finish_reason]
 
 
+def _envelope(kind: str, id: str, created: int, model: str) -> JsonObject:
+    """The fields every completion object and chunk starts with."""
+    return {"id": id, "object": kind, "created": created, "model": model}
+
+
 def usage_object(usage: Usage) -> JsonObject:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -60,10 +65,7 @@ def chat_completion(
 ) -> JsonObject:
     """The body of a non-streaming ``POST /v1/chat/completions`` response."""
     return {
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
+        **_envelope("chat.completion", id, created, model),
         "choices": [
             {
                 "index": 0,
@@ -98,10 +100,7 @@ def chat_chunk(
     if text is not None:
         delta["content"] = text
     return {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
+        **_envelope("chat.completion.chunk", id, created, model),
         "choices": [
             {
                 "index": 0,
@@ -116,10 +115,7 @@ def chat_chunk(
 def chat_usage_chunk(id: str, created: int, model: str, usage: Usage) -> JsonObject:
     """The extra chunk sent before ``[DONE]`` when ``stream_options.include_usage`` is set."""
     return {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
+        **_envelope("chat.completion.chunk", id, created, model),
         "choices": [],
         "usage": usage_object(usage),
     }
@@ -138,10 +134,7 @@ def text_completion(
 ) -> JsonObject:
     """The body of a non-streaming ``POST /v1/completions`` response."""
     return {
-        "id": id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
+        **_envelope("text_completion", id, created, model),
         "choices": [_text_choice(text, openai_finish_reason(finish_reason))],
         "usage": usage_object(usage),
     }
@@ -157,10 +150,7 @@ def text_chunk(
 ) -> JsonObject:
     """One streamed completion chunk; the last one carries ``finish_reason``."""
     return {
-        "id": id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
+        **_envelope("text_completion", id, created, model),
         "choices": [_text_choice(text, _optional_finish_reason(finish_reason))],
     }
 
@@ -168,10 +158,7 @@ def text_chunk(
 def text_usage_chunk(id: str, created: int, model: str, usage: Usage) -> JsonObject:
     """The extra chunk sent before ``[DONE]`` when ``stream_options.include_usage`` is set."""
     return {
-        "id": id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
+        **_envelope("text_completion", id, created, model),
         "choices": [],
         "usage": usage_object(usage),
     }

@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from control_plane.db import migrate
 from control_plane.db.migrate import current, downgrade, head, upgrade
 from control_plane.db.models import Base
 
@@ -120,16 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def run_sync(url: str, function: Any) -> Any:
     """Run ``function(sync_connection)`` against ``url`` and return its result."""
-
-    async def run() -> Any:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(function)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(migrate.run_with_connection(url, function))
 
 
 def table_names(url: str) -> set[str]:

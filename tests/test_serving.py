@@ -36,6 +36,14 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any] | str]:
             yield data if data == "[DONE]" else json.loads(data)
 
 
+def read_until_first_text(events: Iterator[dict[str, Any] | str]) -> None:
+    """Consume a chat stream up to its first chunk with content; the stream stays open."""
+    for event in events:
+        if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
+            return
+    raise AssertionError("the stream ended before any text")
+
+
 def pool_name(model: Path) -> str:
     return model.stem
 
@@ -192,9 +200,7 @@ def test_client_disconnect_frees_the_slot(
         timeout=30,
     ) as response:
         events = sse_events(response)  # held open: closing the iterator would disconnect
-        for event in events:
-            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
-                break
+        read_until_first_text(events)
         assert control_plane.pools()[0]["slots_busy"] == 1
     wait_until(lambda: control_plane.pools()[0]["slots_busy"] == 0, what="slot freed")
     after = httpx.post(
@@ -244,10 +250,8 @@ def test_agent_killed_mid_stream_sends_agent_lost(
         timeout=30,
     ) as response:
         events = sse_events(response)
-        for event in events:
-            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
-                agent.kill()
-                break
+        read_until_first_text(events)
+        agent.kill()
         rest = list(events)
     errors = [event for event in rest if isinstance(event, dict) and "error" in event]
     assert errors and errors[0]["error"]["code"] == "agent_lost"
@@ -402,10 +406,8 @@ def test_stopped_agent_finishes_its_running_job_then_leaves(
         timeout=30,
     ) as response:
         events = sse_events(response)
-        for event in events:
-            if isinstance(event, dict) and event["choices"][0]["delta"].get("content"):
-                agent.signal(signal.SIGTERM)
-                break
+        read_until_first_text(events)
+        agent.signal(signal.SIGTERM)
         wait_until(
             lambda: (control_plane.agent("leaving") or {}).get("state") == "draining",
             what="agent draining",

@@ -7,7 +7,9 @@ without one: ``await asyncio.to_thread(upgrade, url)``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -17,6 +19,8 @@ from sqlalchemy import Connection, make_url, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import migrations
+
+T = TypeVar("T")
 
 
 def alembic_config(url: str) -> Config:
@@ -61,10 +65,15 @@ def _missing_sqlite_file(url: str) -> bool:
 
 
 async def _current(url: str) -> str | None:
+    return await run_with_connection(url, _current_revision)
+
+
+async def run_with_connection(url: str, function: Callable[[Connection], T]) -> T:
+    """Run ``function`` on a synchronous connection to ``url`` (a short-lived engine)."""
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_current_revision)
+            return await connection.run_sync(function)
     finally:
         await engine.dispose()
 
