@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -34,6 +35,22 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any] | str]:
         elif line.startswith("data: "):
             data = line.removeprefix("data: ")
             yield data if data == "[DONE]" else json.loads(data)
+
+
+@contextlib.contextmanager
+def chat_stream(
+    plane: ControlPlane, model: str, *, max_tokens: int
+) -> Iterator[Iterator[dict[str, Any] | str]]:
+    """A streaming chat request; its events, held open until the block ends."""
+    with httpx.stream(
+        "POST",
+        plane.inference_url + "/v1/chat/completions",
+        json=chat_body(model, max_tokens=max_tokens, stream=True),
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200, response.read()
+        # keep this iterator referenced: closing it would close the connection
+        yield sse_events(response)
 
 
 def read_until_first_text(events: Iterator[dict[str, Any] | str]) -> None:
@@ -171,14 +188,7 @@ def test_stream_waiting_for_capacity_gets_queue_comments_then_tokens(
     agent = start_agent("late")
     agent.stop()
     wait_until(lambda: control_plane.agent("late") is None, what="agent gone")
-    with httpx.stream(
-        "POST",
-        control_plane.inference_url + "/v1/chat/completions",
-        json=chat_body(pool_name(smollm2_path), max_tokens=4, stream=True),
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        events = sse_events(response)
+    with chat_stream(control_plane, pool_name(smollm2_path), max_tokens=4) as events:
         first = next(events)
         assert isinstance(first, str) and first.startswith(": queued position=1")
         start_agent("rescuer", wait=False)
@@ -193,13 +203,7 @@ def test_client_disconnect_frees_the_slot(
 ) -> None:
     start_agent("a", slots=1)
     model = pool_name(smollm2_path)
-    with httpx.stream(
-        "POST",
-        control_plane.inference_url + "/v1/chat/completions",
-        json=chat_body(model, max_tokens=900, stream=True),
-        timeout=30,
-    ) as response:
-        events = sse_events(response)  # held open: closing the iterator would disconnect
+    with chat_stream(control_plane, model, max_tokens=900) as events:
         read_until_first_text(events)
         assert control_plane.pools()[0]["slots_busy"] == 1
     wait_until(lambda: control_plane.pools()[0]["slots_busy"] == 0, what="slot freed")
@@ -243,13 +247,7 @@ def test_agent_killed_mid_stream_sends_agent_lost(
     control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
 ) -> None:
     agent = start_agent("doomed")
-    with httpx.stream(
-        "POST",
-        control_plane.inference_url + "/v1/chat/completions",
-        json=chat_body(pool_name(smollm2_path), max_tokens=900, stream=True),
-        timeout=30,
-    ) as response:
-        events = sse_events(response)
+    with chat_stream(control_plane, pool_name(smollm2_path), max_tokens=900) as events:
         read_until_first_text(events)
         agent.kill()
         rest = list(events)
@@ -399,13 +397,7 @@ def test_stopped_agent_finishes_its_running_job_then_leaves(
     control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
 ) -> None:
     agent = start_agent("leaving", slots=2)
-    with httpx.stream(
-        "POST",
-        control_plane.inference_url + "/v1/chat/completions",
-        json=chat_body(pool_name(smollm2_path), max_tokens=120, stream=True),
-        timeout=30,
-    ) as response:
-        events = sse_events(response)
+    with chat_stream(control_plane, pool_name(smollm2_path), max_tokens=120) as events:
         read_until_first_text(events)
         agent.signal(signal.SIGTERM)
         wait_until(
