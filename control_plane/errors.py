@@ -80,6 +80,16 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
     return OpenAIError(400, message, type=INVALID_REQUEST, param=param, code=code)
 
 
+def invalid_api_key() -> OpenAIError:
+    return OpenAIError(
+        401,
+        "Incorrect or missing API key: send it as 'Authorization: Bearer <key>'.",
+        type=INVALID_REQUEST,
+        code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def model_not_found(model: str) -> OpenAIError:
     return OpenAIError(
         404,

@@ -33,6 +33,14 @@ SSE_HEADERS = {
 }
 
 
+@inference_api.before_request
+async def require_api_key() -> None:
+    if request.path == "/health":
+        return
+    if not current_control_plane().api_keys.accepts(request.headers.get("Authorization", "")):
+        raise errors.invalid_api_key()
+
+
 @inference_api.get("/health")
 async def health() -> dict[str, Any]:
     return {"status": "ok"}

@@ -26,6 +26,9 @@ class ControlPlaneSettings:
     buffer_timeout: float = setting(
         30.0, "seconds a request may wait for a free slot before answering 504"
     )
+    api_keys: str = setting(
+        "", "comma-separated keys clients must send as Bearer tokens (empty: no client auth)"
+    )
     agent_token: str = setting(
         "", "secret agents must present (empty: any agent may join; not for production)"
     )

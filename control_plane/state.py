@@ -7,6 +7,7 @@ import logging
 
 from quart import current_app
 
+from control_plane.api_keys import ApiKeys
 from control_plane.db import migrate
 from control_plane.db.engine import create_engine
 from control_plane.db.store import PoolRecord, Store
@@ -34,6 +35,7 @@ class ControlPlane:
             max_buffered=settings.max_buffered_requests,
             max_attempts=settings.max_dispatch_attempts,
         )
+        self.api_keys = ApiKeys(settings.api_keys)
         self.pools: dict[str, PoolRecord] = {}
         self.closing = asyncio.Event()
         self._store: Store | None = None

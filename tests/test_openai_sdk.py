@@ -85,3 +85,18 @@ def test_stop_sequence_and_stop_finish(client: openai.OpenAI, smollm2_path: Path
     choice = completion.choices[0]
     assert choice.finish_reason == "stop"
     assert " 7" not in choice.text
+
+
+def test_api_keys_are_enforced_for_the_sdk(tmp_path: Path) -> None:
+    plane = ControlPlane(tmp_path, "--api-keys", "k-live")
+    plane.start()
+    try:
+        base_url = plane.inference_url + "/v1"
+        wrong = openai.OpenAI(base_url=base_url, api_key="k-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            wrong.models.list()
+        assert refused.value.code == "invalid_api_key"
+        right = openai.OpenAI(base_url=base_url, api_key="k-live", max_retries=0)
+        assert list(right.models.list()) == []
+    finally:
+        plane.stop()
