@@ -76,6 +76,7 @@ async def _announce_when_ready(
             return
         await asyncio.sleep(0.2)
     base_url = f"http://{state.settings.inference_addr}/v1"
+    auth = "\n    -H 'Authorization: Bearer YOUR_KEY' \\" if state.api_keys.required else ""
     print(
         f"""
 Paddler is serving {pool!r}.
@@ -83,7 +84,7 @@ Paddler is serving {pool!r}.
   OpenAI base URL:  {base_url}
   Management API:   http://{state.settings.management_addr}/api/v1/pools
 
-  curl {base_url}/chat/completions -H 'Content-Type: application/json' \\
+  curl {base_url}/chat/completions -H 'Content-Type: application/json' \\{auth}
     -d '{{"model": "{pool}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
 
 Press Ctrl-C to stop.
