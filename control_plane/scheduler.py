@@ -74,9 +74,6 @@ class Scheduler:
     def queued(self, pool: str) -> int:
         return len(self._queues.get(pool, ()))
 
-    def busy_slots(self, pool: str) -> int:
-        return sum(len(link.jobs) for link in self.fleet.in_pool(pool))
-
     def pump(self, pool: str) -> None:
         queue = self._queues.get(pool)
         while queue:

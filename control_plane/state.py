@@ -9,7 +9,6 @@ from quart import current_app
 
 from control_plane.api_keys import ApiKeys
 from control_plane.db import migrate
-from control_plane.db.engine import create_engine
 from control_plane.db.store import PoolRecord, Store
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.scheduler import Scheduler
@@ -49,7 +48,7 @@ class ControlPlane:
     async def start(self) -> None:
         url = self.settings.resolved_database_url
         await asyncio.to_thread(migrate.upgrade, url)
-        self._store = Store(create_engine(url))
+        self._store = Store.from_url(url)
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
         logger.info("state database ready; %d pool(s) known", len(self.pools))
