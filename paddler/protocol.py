@@ -31,16 +31,38 @@ class ChatMessage(BaseModel):
     content: str
 
 
+class ResponseFormat(BaseModel):
+    """Constrain the output to JSON: any JSON object, or one matching ``json_schema``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["json_object", "json_schema"]
+    json_schema: dict[str, object] | None = None
+
+
 class SamplingParams(BaseModel):
+    """How to pick tokens; the defaults leave the model's distribution untouched.
+
+    ``top_k`` 0 and ``min_p`` 0 are off; ``repeat_penalty`` 1 is off. ``logit_bias`` maps
+    token ids to a bias added to their logits (-100 bans a token). ``grammar`` is GBNF text;
+    ``response_format`` is turned into a grammar by the agent.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_tokens: int | None = None
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    logit_bias: dict[int, float] = Field(default_factory=dict)
+    grammar: str | None = None
+    response_format: ResponseFormat | None = None
 
 
 class GenerationRequest(BaseModel):
@@ -59,6 +81,7 @@ class Usage(BaseModel):
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV was reused rather than computed
 
     @property
     def total_tokens(self) -> int:
@@ -70,6 +93,8 @@ CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 INVALID_MESSAGES = "invalid_messages"
 NO_FREE_SLOT = "no_free_slot"
 ENGINE_FAILURE = "engine_failure"
+INVALID_GRAMMAR = "invalid_grammar"  # the grammar or JSON schema cannot constrain sampling
+KV_CACHE_FULL = "kv_cache_full"  # the context ran out of room while the job was running
 
 
 # agent -> control plane
@@ -87,6 +112,18 @@ class Hello(Message):
     instance_id: str | None = None
 
 
+class EngineStats(BaseModel):
+    """What the agent's engine is doing, averaged since the previous status."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens_per_second: float = 0.0  # generated tokens, all sequences together
+    active_sequences: int = 0
+    kv_cells_used: int = 0
+    kv_cells_total: int = 0
+    prompt_cache_hit_rate: float | None = None  # reused / all prompt tokens; None before any
+
+
 class Status(Message):
     type: Literal["status"] = "status"
     state: AgentState
@@ -95,6 +132,7 @@ class Status(Message):
     model: str
     download_progress: float | None = None
     issues: tuple[str, ...] = ()
+    engine: EngineStats | None = None
 
 
 class Token(Message):
