@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.chat_template import ChatTemplate, ChatTemplateError
+from agent.errors import EngineError
 from agent.slot import Outcome, Slot
 from paddler.protocol import (
     CONTEXT_LENGTH_EXCEEDED,
@@ -40,15 +41,6 @@ class GenerationResult:
     usage: Usage
     seconds_to_first_token: float | None
     seconds_total: float
-
-
-class EngineError(Exception):
-    """A job the engine could not run; ``code`` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class SimpleEngine:
