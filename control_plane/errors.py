@@ -26,7 +26,13 @@ from quart import (
 )
 from werkzeug.exceptions import HTTPException
 
-from paddler.protocol import CONTEXT_LENGTH_EXCEEDED, INVALID_MESSAGES
+from paddler.protocol import (
+    CONTEXT_LENGTH_EXCEEDED,
+    INVALID_GRAMMAR,
+    INVALID_LOGIT_BIAS,
+    INVALID_MESSAGES,
+    KV_CACHE_FULL,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +137,29 @@ def agent_lost(detail: str | None = None) -> OpenAIError:
     )
 
 
+# Agent error codes that are the client's fault, and the request parameter each one is about.
+_CLIENT_ERROR_PARAMS: dict[str, str | None] = {
+    CONTEXT_LENGTH_EXCEEDED: None,
+    INVALID_MESSAGES: "messages",
+    INVALID_GRAMMAR: "response_format",
+    INVALID_LOGIT_BIAS: "logit_bias",
+}
+
+
 def agent_error(code: str, message: str) -> OpenAIError:
     """An error an agent reported for a job.
 
-    ``context_length_exceeded`` (OpenAI's code for a prompt that does not fit) and
-    ``invalid_messages`` (the model's chat template refused them) are the client's fault and
-    answer 400; anything else is the server's and answers 502.
+    Codes that blame the request (a prompt that does not fit, messages the chat template
+    refuses, a schema that makes no grammar, an unknown token in ``logit_bias``) answer 400;
+    a context that filled up under load answers 503 (retrying later can succeed); anything
+    else is the server's fault and answers 502.
     """
-    if code == CONTEXT_LENGTH_EXCEEDED:
-        return OpenAIError(400, message, type=INVALID_REQUEST, code=code)
-    if code == INVALID_MESSAGES:
-        return OpenAIError(400, message, type=INVALID_REQUEST, param="messages", code=code)
+    if code in _CLIENT_ERROR_PARAMS:
+        return OpenAIError(
+            400, message, type=INVALID_REQUEST, param=_CLIENT_ERROR_PARAMS[code], code=code
+        )
+    if code == KV_CACHE_FULL:
+        return OpenAIError(503, message, type=SERVER_ERROR, code=code)
     return OpenAIError(
         502, f"The agent failed to serve the request: {message}", type=SERVER_ERROR, code=code
     )

@@ -94,6 +94,7 @@ INVALID_MESSAGES = "invalid_messages"
 NO_FREE_SLOT = "no_free_slot"
 ENGINE_FAILURE = "engine_failure"
 INVALID_GRAMMAR = "invalid_grammar"  # the grammar or JSON schema cannot constrain sampling
+INVALID_LOGIT_BIAS = "invalid_logit_bias"  # a token id the model does not have
 KV_CACHE_FULL = "kv_cache_full"  # the context ran out of room while the job was running
 
 
