@@ -1,36 +1,42 @@
-"""The agent's inference engine: one llama.cpp context per slot, each on a thread of its own.
+"""The agent's inference engine: the asyncio face of the continuous-batching decoder.
 
-A simple engine: slots share nothing but the model file, so ``slots`` jobs run side by side,
-each with ``threads`` CPU threads. The interface is what the agent runner relies on.
+The model is loaded once; :class:`~agent.decoder.Decoder` runs every slot's sequence in one
+llama.cpp context on a thread of its own. Here requests are turned into token prompts and
+sampler chains (off the event loop), checked against the context, and their text and
+results are carried back to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.chat_template import ChatTemplate, ChatTemplateError
+from agent.decoder import Decoder
+from agent.detokenizer import TextStream
 from agent.errors import EngineError
-from agent.slot import Outcome, Slot
+from agent.model import Model
+from agent.sampler import Sampler
+from agent.sequence import Outcome, Sequence
 from paddler.protocol import (
     CONTEXT_LENGTH_EXCEEDED,
     ENGINE_FAILURE,
     INVALID_MESSAGES,
     NO_FREE_SLOT,
+    EngineStats,
     FinishReason,
     GenerationRequest,
     Usage,
 )
 
-__all__ = ["EngineError", "GenerationResult", "SimpleEngine"]
+__all__ = ["Engine", "EngineError", "GenerationResult"]
 
 logger = logging.getLogger("paddler.agent.engine")
 
@@ -43,20 +49,41 @@ class GenerationResult:
     seconds_total: float
 
 
-class SimpleEngine:
+class Engine:
+    """Serves up to ``slots`` requests at once from one model and one context.
+
+    ``context_size`` is each slot's room for prompt plus completion. ``batch_size`` caps the
+    tokens decoded per step. ``kv_size`` overcommits: all slots share that many KV cells
+    instead of owning ``context_size`` each. ``prompt_cache`` reuses a slot's KV for a
+    prompt that starts the way its previous one did.
+    """
+
     def __init__(
-        self, model_path: Path, slots: int, context_size: int = 2048, threads: int | None = None
+        self,
+        model_path: Path,
+        slots: int,
+        context_size: int = 2048,
+        threads: int | None = None,
+        *,
+        batch_size: int = 512,
+        kv_size: int | None = None,
+        prompt_cache: bool = True,
     ) -> None:
         if slots < 1:
             raise ValueError(f"an engine needs at least one slot, not {slots}")
         self.model_path = Path(model_path)
         self.context_size = context_size
-        self.threads = threads or max(1, (os.cpu_count() or 1) // slots)
+        self.threads = threads or os.cpu_count() or 1
+        self.batch_size = batch_size
+        self.kv_size = kv_size
+        self.prompt_cache = prompt_cache
+        self.issues: tuple[str, ...] = ()
         self._slots_total = slots
-        self._slots: list[Slot] = []
-        self._threads: list[ThreadPoolExecutor] = []
-        self._free: list[int] = []
+        self._busy = 0
+        self._model: Model | None = None
+        self._decoder: Decoder | None = None
         self._template = ChatTemplate.chatml()
+        self._stats_mark = (time.monotonic(), 0)
 
     @property
     def model_name(self) -> str:
@@ -68,49 +95,46 @@ class SimpleEngine:
 
     @property
     def slots_busy(self) -> int:
-        return len(self._slots) - len(self._free)
+        return self._busy
 
     async def load(self) -> None:
-        """Load the model once per slot, off the event loop. Does nothing if loaded."""
-        if self._slots:
-            return
-        # One after another: llama-cpp-python points the process's stdout and stderr at
-        # /dev/null while it loads a model quietly, which concurrent loads would garble.
-        self._slots = await asyncio.to_thread(self._load_slots)
-        self._threads = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"paddler-slot-{index}")
-            for index in range(len(self._slots))
-        ]
-        self._free = list(reversed(range(len(self._slots))))
-        self._template = self._chat_template(self._slots[0])
+        """Load the model and create the context, off the event loop. Idempotent."""
+        if self._decoder is None:
+            model, self._decoder = await asyncio.to_thread(self._load)
+            self._model = model
+            self._template = self._chat_template(model)
 
-    def _load_slots(self) -> list[Slot]:
-        slots: list[Slot] = []
+    def _load(self) -> tuple[Model, Decoder]:
+        model = Model.load(self.model_path)
         try:
-            for _ in range(self._slots_total):
-                slots.append(
-                    Slot.load(self.model_path, context_size=self.context_size, threads=self.threads)
-                )
+            decoder = Decoder(
+                model,
+                slots=self._slots_total,
+                context_size=self.context_size,
+                threads=self.threads,
+                batch_size=self.batch_size,
+                kv_size=self.kv_size,
+                prompt_cache=self.prompt_cache,
+            )
         except BaseException:
-            for slot in slots:
-                slot.close()
+            model.close()
             raise
-        return slots
+        return model, decoder
 
-    @staticmethod
-    def _chat_template(slot: Slot) -> ChatTemplate:
-        source = slot.metadata.get("tokenizer.chat_template")
-        if not source:
+    def _chat_template(self, model: Model) -> ChatTemplate:
+        source = model.chat_template
+        if source is None:
             logger.info("the model has no chat template: using ChatML")
             return ChatTemplate.chatml()
         try:
             return ChatTemplate(
                 source,
-                bos_token=slot.special_token_text(slot.bos_token),
-                eos_token=slot.special_token_text(slot.eos_token),
+                bos_token=model.special_token_text(model.bos_token),
+                eos_token=model.special_token_text(model.eos_token),
             )
         except ChatTemplateError as error:
             logger.warning("%s: using ChatML", error)
+            self.issues = (f"{error}; using ChatML instead",)
             return ChatTemplate.chatml()
 
     async def generate(
@@ -119,87 +143,153 @@ class SimpleEngine:
         on_text: Callable[[str], None],
         stop: threading.Event,
     ) -> GenerationResult:
-        """Run ``request`` on a free slot, calling ``on_text`` (on the loop) as text arrives.
+        """Serve ``request``, calling ``on_text`` (on the loop) as text is released.
 
         Setting ``stop`` ends the job before its next token ("cancelled"); so does cancelling
-        the awaiting task, which sets ``stop`` and frees the slot once the job has stopped.
+        the awaiting task. Its slot is busy until the decoder has let the sequence go.
         """
         started = time.perf_counter()
-        if not self._slots:
+        if self._decoder is None:
             raise EngineError(ENGINE_FAILURE, "the model is not loaded")
-        if not self._free:
-            raise EngineError(NO_FREE_SLOT, f"all {self.slots_total} slots are busy")
-        index = self._free.pop()
+        if self._busy >= self._slots_total:
+            raise EngineError(NO_FREE_SLOT, f"all {self._slots_total} slots are busy")
+        self._busy += 1
         loop = asyncio.get_running_loop()
-
-        def emit(text: str) -> None:
-            loop.call_soon_threadsafe(on_text, text)
-
-        job = functools.partial(self._run, self._slots[index], request, emit, stop)
-        future = loop.run_in_executor(self._threads[index], job)
+        finished: asyncio.Future[Outcome] = loop.create_future()
         try:
-            prompt_tokens, outcome = await asyncio.shield(future)
-        finally:
-            if future.done():
-                self._free.append(index)
-            else:
-                stop.set()
-                future.add_done_callback(functools.partial(self._release_abandoned, index))
+            sequence = await asyncio.to_thread(
+                self._sequence, request, on_text, stop, loop, finished
+            )
+            self._decoder.submit(sequence)
+        except BaseException:
+            self._busy -= 1
+            raise
+        # registered before anyone awaits it, so the slot is free when the awaiter resumes
+        finished.add_done_callback(self._release_slot)
+        try:
+            outcome = await asyncio.shield(finished)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         return GenerationResult(
             finish_reason=outcome.finish_reason,
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=outcome.completion_tokens),
+            usage=Usage(
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                cached_tokens=outcome.cached_tokens,
+            ),
             seconds_to_first_token=(
                 None if outcome.first_token_at is None else outcome.first_token_at - started
             ),
             seconds_total=time.perf_counter() - started,
         )
 
-    def _release_abandoned(self, index: int, future: asyncio.Future[tuple[int, Outcome]]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            logger.warning("an abandoned job failed", exc_info=future.exception())
-        if self._slots:
-            self._free.append(index)
+    def _release_slot(self, _: asyncio.Future[Outcome]) -> None:
+        self._busy -= 1
 
-    def _run(
+    def _sequence(
         self,
-        slot: Slot,
         request: GenerationRequest,
-        emit: Callable[[str], None],
+        on_text: Callable[[str], None],
         stop: threading.Event,
-    ) -> tuple[int, Outcome]:
-        """The whole job, on the slot's thread."""
-        if request.kind == "chat":
-            try:
-                text = self._template.render(request.messages)
-            except ChatTemplateError as error:
-                raise EngineError(
-                    INVALID_MESSAGES, f"The model's chat template rejected the messages: {error}"
-                ) from error
-        else:
-            text = request.prompt
-        prompt = slot.tokenize(text)
-        max_tokens = request.sampling.max_tokens
-        if max_tokens is None:
-            max_tokens = self.context_size - len(prompt)
-            if max_tokens < 1:
+        loop: asyncio.AbstractEventLoop,
+        finished: asyncio.Future[Outcome],
+    ) -> Sequence:
+        """Prompt tokens, limits and sampler for ``request`` (on a worker thread)."""
+        model = self._model
+        assert model is not None
+        prompt = model.tokenize(self._prompt_text(request))
+        max_tokens = self._max_tokens(len(prompt), request.sampling.max_tokens)
+        sampler = Sampler(request.sampling, vocab=model.vocab, n_vocab=model.n_vocab)
+
+        def emit(text: str) -> None:
+            _call_soon(loop, on_text, text)
+
+        def finish(outcome: Outcome | BaseException) -> None:
+            _call_soon(loop, _settle, finished, outcome)
+
+        return Sequence(
+            prompt=prompt,
+            max_tokens=max_tokens,
+            sampler=sampler,
+            emit=emit,
+            finish=finish,
+            stop=stop,
+            text=TextStream(request.sampling.stop),
+        )
+
+    def _prompt_text(self, request: GenerationRequest) -> str:
+        if request.kind != "chat":
+            return request.prompt
+        try:
+            return self._template.render(request.messages)
+        except ChatTemplateError as error:
+            raise EngineError(
+                INVALID_MESSAGES, f"The model's chat template rejected the messages: {error}"
+            ) from error
+
+    def _max_tokens(self, prompt_tokens: int, requested: int | None) -> int:
+        room = self.context_size - prompt_tokens
+        if requested is None:
+            if room < 1:
                 raise EngineError(
                     CONTEXT_LENGTH_EXCEEDED,
-                    f"The prompt has {len(prompt)} tokens, which leaves no room to generate "
+                    f"The prompt has {prompt_tokens} tokens, which leaves no room to generate "
                     f"any in the context of {self.context_size} tokens.",
                 )
-        elif len(prompt) + max_tokens > self.context_size:
+            return room
+        if requested > room:
             raise EngineError(
                 CONTEXT_LENGTH_EXCEEDED,
-                f"The prompt has {len(prompt)} tokens and max_tokens is {max_tokens}: "
-                f"{len(prompt) + max_tokens} tokens do not fit in the context of "
+                f"The prompt has {prompt_tokens} tokens and max_tokens is {requested}: "
+                f"{prompt_tokens + requested} tokens do not fit in the context of "
                 f"{self.context_size} tokens.",
             )
-        return len(prompt), slot.generate(prompt, request.sampling, max_tokens, emit, stop)
+        return requested
+
+    def stats(self) -> EngineStats:
+        """Engine figures for the agent's status; tokens/s is since the previous call."""
+        decoder = self._decoder
+        if decoder is None:
+            return EngineStats()
+        counters = decoder.counters
+        now = time.monotonic()
+        since, generated_then = self._stats_mark
+        self._stats_mark = (now, counters.generated_tokens)
+        elapsed = now - since
+        return EngineStats(
+            tokens_per_second=(
+                (counters.generated_tokens - generated_then) / elapsed if elapsed > 0 else 0.0
+            ),
+            active_sequences=decoder.active_sequences,
+            kv_cells_used=decoder.kv_cells_used,
+            kv_cells_total=decoder.kv_cells_total,
+            prompt_cache_hit_rate=(
+                counters.cached_tokens / counters.prompt_tokens if counters.prompt_tokens else None
+            ),
+        )
 
     def close(self) -> None:
-        """Free the models. Jobs still running are waited for (set their ``stop`` first)."""
-        for executor in self._threads:
-            executor.shutdown(wait=True)
-        for slot in self._slots:
-            slot.close()
-        self._slots, self._threads, self._free = [], [], []
+        """Stop all sequences and free the context and the model."""
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object
+) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _settle(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agent.backoff import Backoff
-from agent.engine import EngineError, SimpleEngine
+from agent.engine import Engine, EngineError
 from paddler import __version__, protocol
 
 logger = logging.getLogger("paddler.agent")
@@ -38,7 +38,7 @@ def socket_url(control_plane: str) -> str:
 class AgentRunner:
     def __init__(
         self,
-        engine: SimpleEngine,
+        engine: Engine,
         *,
         control_plane: str,
         token: str,
@@ -126,7 +126,8 @@ class AgentRunner:
             slots_busy=self.engine.slots_busy,
             slots_total=self.engine.slots_total,
             model=self.engine.model_name,
-            issues=self.issues,
+            issues=self.issues + self.engine.issues,
+            engine=self.engine.stats(),
         )
 
     async def _connect_once(self) -> None:

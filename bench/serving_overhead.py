@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine import SimpleEngine
+from agent.engine import Engine
 from paddler.models import bundled_model_path
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 from tests.processes import Agent, ControlPlane
@@ -42,7 +42,7 @@ def request(tokens: int) -> GenerationRequest:
 
 
 async def engine_alone(model: Path, streams: int, tokens: int) -> tuple[float, float]:
-    engine = SimpleEngine(model, streams)
+    engine = Engine(model, streams)
     await engine.load()
     await engine.generate(request(4), lambda _: None, threading.Event())  # warm-up, as below
     first_tokens: list[float] = []

@@ -106,7 +106,7 @@ def _run_until_signalled(start: Main) -> int:
 
 
 def run_agent(settings: AgentSettings) -> int:
-    from agent.engine import SimpleEngine
+    from agent.engine import Engine
     from agent.runner import AgentRunner
     from paddler.models import ModelNotFound, bundled_model_path
 
@@ -120,7 +120,7 @@ def run_agent(settings: AgentSettings) -> int:
         return 2
     try:
         runner = AgentRunner(
-            SimpleEngine(
+            Engine(
                 model,
                 settings.slots,
                 context_size=settings.context_size,

@@ -13,7 +13,7 @@ import pytest
 
 from agent.chat_template import ChatTemplate, ChatTemplateError
 from agent.detokenizer import TextStream, Utf8Stream
-from agent.engine import EngineError, GenerationResult, SimpleEngine
+from agent.engine import Engine, EngineError, GenerationResult
 from agent.stop_strings import StopStrings
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 
@@ -33,8 +33,8 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def engine(smollm2_path: Path) -> Iterator[SimpleEngine]:
-    engine = SimpleEngine(smollm2_path, slots=2, context_size=CONTEXT_SIZE, threads=1)
+def engine(smollm2_path: Path) -> Iterator[Engine]:
+    engine = Engine(smollm2_path, slots=2, context_size=CONTEXT_SIZE, threads=1)
     asyncio.run(engine.load())
     yield engine
     engine.close()
@@ -53,7 +53,7 @@ def completion(prompt: str = COUNTING, **sampling: object) -> GenerationRequest:
 
 
 async def run(
-    engine: SimpleEngine, request: GenerationRequest, stop: threading.Event | None = None
+    engine: Engine, request: GenerationRequest, stop: threading.Event | None = None
 ) -> Run:
     pieces: list[str] = []
     result = await engine.generate(request, pieces.append, stop or threading.Event())
@@ -64,13 +64,13 @@ async def run(
 # the engine on the real model
 
 
-def test_describes_itself(engine: SimpleEngine) -> None:
+def test_describes_itself(engine: Engine) -> None:
     assert engine.model_name == "SmolLM2-135M-Instruct.Q4_1"
     assert (engine.slots_total, engine.slots_busy) == (2, 0)
 
 
 async def test_chat_streams_text_on_the_loop_with_consistent_usage(
-    engine: SimpleEngine, smollm2_path: Path
+    engine: Engine, smollm2_path: Path
 ) -> None:
     threads: set[int] = set()
     pieces: list[str] = []
@@ -100,14 +100,14 @@ async def test_chat_streams_text_on_the_loop_with_consistent_usage(
     assert result.usage.prompt_tokens == len(tokens)
 
 
-async def test_max_tokens_gives_exactly_that_many_tokens(engine: SimpleEngine) -> None:
+async def test_max_tokens_gives_exactly_that_many_tokens(engine: Engine) -> None:
     outcome = await run(engine, completion(temperature=0, max_tokens=8))
     assert outcome.result.finish_reason == "length"
     assert outcome.result.usage.completion_tokens == 8
     assert outcome.text.startswith(" 7")
 
 
-async def test_greedy_is_deterministic_and_jobs_do_not_leak(engine: SimpleEngine) -> None:
+async def test_greedy_is_deterministic_and_jobs_do_not_leak(engine: Engine) -> None:
     first = await run(engine, chat(temperature=0, max_tokens=16))
     other = await run(engine, completion("Once upon a time", temperature=0, max_tokens=8))
     again = await run(engine, chat(temperature=0, max_tokens=16))
@@ -115,7 +115,7 @@ async def test_greedy_is_deterministic_and_jobs_do_not_leak(engine: SimpleEngine
     assert first.result.usage == again.result.usage
 
 
-async def test_seed_makes_sampling_reproducible(engine: SimpleEngine) -> None:
+async def test_seed_makes_sampling_reproducible(engine: Engine) -> None:
     texts = [
         (await run(engine, chat(temperature=1, max_tokens=16, seed=seed))).text
         for seed in (7, 7, 8, 9)
@@ -124,13 +124,13 @@ async def test_seed_makes_sampling_reproducible(engine: SimpleEngine) -> None:
     assert len(set(texts)) > 1
 
 
-async def test_penalties_change_the_output(engine: SimpleEngine) -> None:
+async def test_penalties_change_the_output(engine: Engine) -> None:
     plain = await run(engine, completion(temperature=0, max_tokens=12))
     penalised = await run(engine, completion(temperature=0, max_tokens=12, frequency_penalty=1.5))
     assert plain.text != penalised.text
 
 
-async def test_stop_string_across_token_boundaries(engine: SimpleEngine) -> None:
+async def test_stop_string_across_token_boundaries(engine: Engine) -> None:
     full = await run(engine, chat(temperature=0, max_tokens=24))
     assert len(full.pieces) == full.result.usage.completion_tokens  # one piece per token
     # a stop string made of the end of one piece and the start of the next
@@ -146,7 +146,7 @@ async def test_stop_string_across_token_boundaries(engine: SimpleEngine) -> None
     assert stopped.result.usage.completion_tokens <= middle + 1
 
 
-async def test_setting_stop_cancels_before_the_next_token(engine: SimpleEngine) -> None:
+async def test_setting_stop_cancels_before_the_next_token(engine: Engine) -> None:
     stop = threading.Event()
     pieces: list[str] = []
 
@@ -163,7 +163,7 @@ async def test_setting_stop_cancels_before_the_next_token(engine: SimpleEngine) 
 
 
 async def test_cancelling_the_caller_stops_the_job_and_frees_the_slot(
-    engine: SimpleEngine,
+    engine: Engine,
 ) -> None:
     stop = threading.Event()
     started = asyncio.Event()
@@ -182,7 +182,7 @@ async def test_cancelling_the_caller_stops_the_job_and_frees_the_slot(
     assert engine.slots_busy == 0
 
 
-async def test_slots_run_at_once_and_a_third_job_finds_none_free(engine: SimpleEngine) -> None:
+async def test_slots_run_at_once_and_a_third_job_finds_none_free(engine: Engine) -> None:
     request = chat(temperature=0, max_tokens=16)
     both = [asyncio.create_task(run_without_check(engine, request)) for _ in range(2)]
     await asyncio.sleep(0)
@@ -199,13 +199,13 @@ async def test_slots_run_at_once_and_a_third_job_finds_none_free(engine: SimpleE
     assert engine.slots_busy == 0
 
 
-async def run_without_check(engine: SimpleEngine, request: GenerationRequest) -> Run:
+async def run_without_check(engine: Engine, request: GenerationRequest) -> Run:
     pieces: list[str] = []
     result = await engine.generate(request, pieces.append, threading.Event())
     return Run(result, pieces)
 
 
-async def test_context_length_exceeded(engine: SimpleEngine) -> None:
+async def test_context_length_exceeded(engine: Engine) -> None:
     with pytest.raises(EngineError) as caught:
         await engine.generate(
             completion("Hello", max_tokens=CONTEXT_SIZE), lambda _: None, threading.Event()
@@ -220,7 +220,7 @@ async def test_context_length_exceeded(engine: SimpleEngine) -> None:
     assert caught.value.code == "context_length_exceeded"
 
 
-async def test_max_tokens_none_uses_the_rest_of_the_context(engine: SimpleEngine) -> None:
+async def test_max_tokens_none_uses_the_rest_of_the_context(engine: Engine) -> None:
     stop = threading.Event()
     stop.set()  # nothing is generated, but the request is accepted
     outcome = await run(engine, completion("word " * (CONTEXT_SIZE - 2)), stop)
