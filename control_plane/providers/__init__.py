@@ -1,0 +1,11 @@
+"""Providers start and stop the machines (or processes) that run agents: see ``base``."""
+
+from control_plane.providers.base import (
+    AgentSpec,
+    InstanceRecord,
+    InstanceState,
+    Provider,
+    ProviderError,
+)
+
+__all__ = ["AgentSpec", "InstanceRecord", "InstanceState", "Provider", "ProviderError"]
