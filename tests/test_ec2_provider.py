@@ -179,6 +179,7 @@ def test_launch_from_an_image_with_network_and_instance_profile(
         subnet_id=subnet,
         security_group_ids=(group,),
         instance_profile=profile,
+        extra_tags={"team": "ml"},
     )
     provider = EC2Provider(settings, client=client)
 
@@ -192,6 +193,7 @@ def test_launch_from_an_image_with_network_and_instance_profile(
     assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{profile}")
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
     assert tags_of(instance)[CLUSTER_TAG] == settings.cluster
+    assert tags_of(instance)["team"] == "ml"
     provider.terminate(record.provider_id)
 
 
@@ -265,3 +267,14 @@ def test_seeded_model_can_be_fetched_back(localstack: LocalStack) -> None:
     assert versioning["Status"] == "Enabled"
     block = s3.get_public_access_block(Bucket=seeded["bucket"])
     assert all(block["PublicAccessBlockConfiguration"].values())
+
+
+def test_settings_are_checked_up_front() -> None:
+    with pytest.raises(ValueError, match="cluster"):
+        EC2Settings(cluster="")
+    with pytest.raises(ValueError, match="image_id"):
+        EC2Settings(cluster="c", launch_template=None)
+    with pytest.raises(ValueError, match="paddler:cluster"):
+        EC2Settings(cluster="c", extra_tags={CLUSTER_TAG: "other"})
+    with pytest.raises(ValueError, match="line break"):
+        AgentSpec(pool="p", control_plane_url="http://x\nrm -rf /", agent_token="t")

@@ -88,6 +88,9 @@ class EC2Settings:
             raise ValueError("the ec2 provider needs a cluster name")
         if self.launch_template is None and not (self.image_id and self.instance_type):
             raise ValueError("give a launch template, or an image_id and an instance_type")
+        reserved = {CLUSTER_TAG, POOL_TAG, "Name"} & set(self.extra_tags)
+        if reserved:
+            raise ValueError(f"extra_tags cannot set {', '.join(sorted(reserved))}")
 
 
 class EC2Provider:
