@@ -5,10 +5,7 @@ provider terminates the instances."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from control_plane.providers.base import AgentSpec
 from control_plane.providers.ec2 import EC2Provider, EC2Settings
@@ -19,22 +16,14 @@ from tests.vm_standin import VMStandIn
 __all__ = ["localstack"]  # the session fixture, imported for pytest
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    control_plane = ControlPlane(tmp_path)
-    control_plane.start()
-    yield control_plane
-    control_plane.stop()
-
-
 def test_launched_instances_join_and_leave_the_fleet(
-    localstack: LocalStack, plane: ControlPlane, tiny_model_path: Path, tmp_path: Path
+    localstack: LocalStack, control_plane: ControlPlane, tiny_model_path: Path, tmp_path: Path
 ) -> None:
     cluster = f"standin-{uuid.uuid4().hex[:8]}"
     provider = EC2Provider(EC2Settings(cluster=cluster), client=localstack.client("ec2"))
     spec = AgentSpec(
         pool="tiny",
-        control_plane_url=plane.management_url,
+        control_plane_url=control_plane.management_url,
         agent_token=AGENT_TOKEN,
         model=localstack.seeded["model_url"],
         slots=1,
@@ -47,23 +36,23 @@ def test_launched_instances_join_and_leave_the_fleet(
         ids = sorted(record.provider_id for record in records)
 
         def joined() -> bool:
-            ready = [a for a in plane.agents() if a["connected"] and a["state"] == "ready"]
+            ready = [a for a in control_plane.agents() if a["connected"] and a["state"] == "ready"]
             return sorted(a["instance_id"] for a in ready) == ids
 
-        wait_until(joined, timeout=60, what=f"instances {ids} to join\n{plane.log()}")
-        assert sorted(a["name"] for a in plane.agents()) == ids
-        assert {a["pool"] for a in plane.agents()} == {"tiny"}
+        wait_until(joined, timeout=60, what=f"instances {ids} to join\n{control_plane.log()}")
+        assert sorted(a["name"] for a in control_plane.agents()) == ids
+        assert {a["pool"] for a in control_plane.agents()} == {"tiny"}
 
         gone, kept = ids
         provider.terminate(gone)
         wait_until(
-            lambda: [a["instance_id"] for a in plane.agents() if a["connected"]] == [kept],
+            lambda: [a["instance_id"] for a in control_plane.agents() if a["connected"]] == [kept],
             timeout=20,
             what=f"the agent of terminated {gone} to leave",
         )
         provider.terminate(kept)
         wait_until(
-            lambda: not any(a["connected"] for a in plane.agents()),
+            lambda: not any(a["connected"] for a in control_plane.agents()),
             timeout=20,
             what="every agent to leave",
         )

@@ -18,14 +18,6 @@ FAST_AGENT = ("--context-size", "256", "--reconnect-max-delay", "1", "--shutdown
 
 
 @pytest.fixture
-def plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    control_plane = ControlPlane(tmp_path)
-    control_plane.start()
-    yield control_plane
-    control_plane.stop()
-
-
-@pytest.fixture
 def provider(tmp_path: Path) -> Iterator[LocalProvider]:
     local = LocalProvider(LocalSettings(state_dir=tmp_path, extra_args=FAST_AGENT))
     yield local
@@ -33,10 +25,10 @@ def provider(tmp_path: Path) -> Iterator[LocalProvider]:
         local.terminate(instance.provider_id)
 
 
-def spec(plane: ControlPlane, model: Path) -> AgentSpec:
+def spec(control_plane: ControlPlane, model: Path) -> AgentSpec:
     return AgentSpec(
         pool="tiny",
-        control_plane_url=plane.management_url,
+        control_plane_url=control_plane.management_url,
         agent_token=AGENT_TOKEN,
         model=str(model),
         slots=1,
@@ -44,20 +36,20 @@ def spec(plane: ControlPlane, model: Path) -> AgentSpec:
 
 
 def test_launched_agents_join_with_their_instance_id_and_leave_when_terminated(
-    plane: ControlPlane, provider: LocalProvider, tiny_model_path: Path, tmp_path: Path
+    control_plane: ControlPlane, provider: LocalProvider, tiny_model_path: Path, tmp_path: Path
 ) -> None:
     assert isinstance(provider, Provider)
-    records = provider.launch(spec(plane, tiny_model_path), count=2)
+    records = provider.launch(spec(control_plane, tiny_model_path), count=2)
 
     ids = sorted(record.provider_id for record in records)
     assert {record.pool for record in records} == {"tiny"}
 
     def joined() -> bool:
-        agents = [a for a in plane.agents() if a["connected"] and a["state"] == "ready"]
+        agents = [a for a in control_plane.agents() if a["connected"] and a["state"] == "ready"]
         return sorted(a["instance_id"] for a in agents) == ids
 
-    wait_until(joined, timeout=60, what=f"agents {ids} ready\n{plane.log()}")
-    assert {a["pool"] for a in plane.agents()} == {"tiny"}
+    wait_until(joined, timeout=60, what=f"agents {ids} ready\n{control_plane.log()}")
+    assert {a["pool"] for a in control_plane.agents()} == {"tiny"}
     assert sorted(r.provider_id for r in provider.list_instances()) == ids
     assert provider.list_instances(pool="other") == []
 
@@ -75,7 +67,7 @@ def test_launched_agents_join_with_their_instance_id_and_leave_when_terminated(
         "local-unknown": InstanceState.TERMINATED,
     }
     wait_until(
-        lambda: [a["instance_id"] for a in plane.agents() if a["connected"]] == [kept],
+        lambda: [a["instance_id"] for a in control_plane.agents() if a["connected"]] == [kept],
         timeout=15,
         what="the terminated agent to leave",
     )
@@ -110,9 +102,9 @@ def test_an_agent_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path)
 
 
 def test_an_agent_that_exits_on_its_own_is_no_longer_listed(
-    provider: LocalProvider, plane: ControlPlane, tmp_path: Path
+    provider: LocalProvider, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    [record] = provider.launch(spec(plane, tmp_path / "missing.gguf"))
+    [record] = provider.launch(spec(control_plane, tmp_path / "missing.gguf"))
 
     wait_until(
         lambda: (
