@@ -25,11 +25,15 @@ _ROLE_ALIASES = {"developer": "system"}
 
 
 class ChatTemplateError(Exception):
-    """The template failed to render these messages (templates may reject a conversation)."""
+    """The template does not compile, or failed to render these messages."""
+
+
+class MessagesRejected(ChatTemplateError):
+    """The template itself refused the conversation (``raise_exception``), e.g. bad roles."""
 
 
 def _raise_exception(message: str) -> NoReturn:
-    raise ChatTemplateError(message)
+    raise MessagesRejected(message)
 
 
 def _strftime_now(format: str) -> str:
@@ -58,7 +62,11 @@ class ChatTemplate:
         try:
             self._template = environment.from_string(source)
         except jinja2.TemplateError as error:
-            raise ChatTemplateError(f"the chat template does not compile: {error}") from error
+            raise ChatTemplateError(
+                f"line {error.lineno}: {error.message}"
+                if isinstance(error, jinja2.TemplateSyntaxError)
+                else str(error)
+            ) from error
 
     @classmethod
     def chatml(cls) -> ChatTemplate:
@@ -77,8 +85,9 @@ class ChatTemplate:
                 add_generation_prompt=True,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                tools=None,
             )
         except ChatTemplateError:
             raise
         except Exception as error:  # a template is code: it can fail in any way
-            raise ChatTemplateError(f"the chat template failed: {error}") from error
+            raise ChatTemplateError(f"{type(error).__name__}: {error}") from error

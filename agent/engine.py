@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.chat_template import ChatTemplate, ChatTemplateError
+from agent.chat_template import ChatTemplate, ChatTemplateError, MessagesRejected
 from agent.decoder import Decoder
 from agent.detokenizer import TextStream
 from agent.errors import EngineError
@@ -68,6 +68,7 @@ class Engine:
         batch_size: int = 512,
         kv_size: int | None = None,
         prompt_cache: bool = True,
+        chat_template: str | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError(f"an engine needs at least one slot, not {slots}")
@@ -77,6 +78,7 @@ class Engine:
         self.batch_size = batch_size
         self.kv_size = kv_size
         self.prompt_cache = prompt_cache
+        self.chat_template_override = chat_template
         self.issues: tuple[str, ...] = ()
         self._slots_total = slots
         self._busy = 0
@@ -122,20 +124,29 @@ class Engine:
         return model, decoder
 
     def _chat_template(self, model: Model) -> ChatTemplate:
-        source = model.chat_template
-        if source is None:
-            logger.info("the model has no chat template: using ChatML")
-            return ChatTemplate.chatml()
-        try:
-            return ChatTemplate(
-                source,
-                bos_token=model.special_token_text(model.bos_token),
-                eos_token=model.special_token_text(model.eos_token),
-            )
-        except ChatTemplateError as error:
-            logger.warning("%s: using ChatML", error)
-            self.issues = (f"{error}; using ChatML instead",)
-            return ChatTemplate.chatml()
+        """The override if it compiles, else the model's own template, else ChatML."""
+        special = {
+            "bos_token": model.special_token_text(model.bos_token),
+            "eos_token": model.special_token_text(model.eos_token),
+        }
+        issues: list[str] = []
+        for origin, source in (
+            ("the configured chat template", self.chat_template_override),
+            ("the model's chat template", model.chat_template),
+        ):
+            if source is None:
+                continue
+            try:
+                template = ChatTemplate(source, **special)
+            except ChatTemplateError as error:
+                logger.warning("%s does not compile: %s", origin, error)
+                issues.append(f"{origin} does not compile: {error}")
+                continue
+            self.issues = tuple(issues)
+            return template
+        logger.info("no usable chat template: using ChatML")
+        self.issues = (*issues, "using the ChatML chat template") if issues else ()
+        return ChatTemplate.chatml()
 
     async def generate(
         self,
@@ -223,9 +234,16 @@ class Engine:
             return request.prompt
         try:
             return self._template.render(request.messages)
-        except ChatTemplateError as error:
+        except MessagesRejected as error:
             raise EngineError(
                 INVALID_MESSAGES, f"The model's chat template rejected the messages: {error}"
+            ) from error
+        except ChatTemplateError as error:
+            # the template is broken rather than the request: tell the operator too
+            logger.warning("the chat template failed to render: %s", error)
+            self.issues = (*self.issues, f"the chat template failed to render: {error}")[-3:]
+            raise EngineError(
+                INVALID_MESSAGES, f"The chat template could not render the messages: {error}"
             ) from error
 
     def _max_tokens(self, prompt_tokens: int, requested: int | None) -> int:

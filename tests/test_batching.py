@@ -256,3 +256,48 @@ async def test_stats_describe_the_engine(tiny: Engine) -> None:
     assert stats.active_sequences == 0
     assert 0 < stats.kv_cells_used <= stats.kv_cells_total
     assert stats.kv_cells_total >= 4 * 256
+
+
+async def test_a_chat_template_override_is_used(tiny_model_path: Path) -> None:
+    override = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>"
+    engine = Engine(tiny_model_path, slots=1, context_size=256, chat_template=override)
+    await engine.load()
+    try:
+        _, result = await generate(engine, chat("hi", max_tokens=1))
+        model = Model.load(tiny_model_path)
+        try:
+            expected = len(model.tokenize("<user>hi<assistant>"))
+        finally:
+            model.close()
+        assert result.usage.prompt_tokens == expected
+        assert engine.issues == ()
+    finally:
+        engine.close()
+
+
+async def test_a_broken_template_is_an_issue_not_a_crash(tiny_model_path: Path) -> None:
+    engine = Engine(
+        tiny_model_path, slots=1, context_size=256, chat_template="{% for m in messages %}"
+    )
+    await engine.load()
+    try:
+        assert any("does not compile" in issue for issue in engine.issues)
+        _, result = await generate(engine, chat("hi", max_tokens=2))
+        assert result.usage.completion_tokens == 2
+    finally:
+        engine.close()
+
+
+async def test_a_template_that_fails_to_render_is_reported(tiny_model_path: Path) -> None:
+    engine = Engine(
+        tiny_model_path, slots=1, context_size=256, chat_template="{{ messages[0].nope.deeper }}"
+    )
+    await engine.load()
+    try:
+        with pytest.raises(EngineError) as caught:
+            await generate(engine, chat("hi", max_tokens=2))
+        assert caught.value.code == "invalid_messages"
+        assert any("failed to render" in issue for issue in engine.issues)
+        assert engine.slots_busy == 0
+    finally:
+        engine.close()
