@@ -138,6 +138,11 @@ CASES = [
         [("drain", "b")],
     ),
     Case(
+        "an agent that joined by itself counts as capacity but is never drained",
+        PoolSnapshot(NOW, agents=(AgentView("x", 0, 4, idle_since=NOW - 999, managed=False),)),
+        [],
+    ),
+    Case(
         "a busy agent is never drained",
         PoolSnapshot(NOW, agents=(AgentView("a", 1, 4, idle_since=NOW - 999),)),
         [],

@@ -52,6 +52,9 @@ class AgentView:
     total_slots: int
     idle_since: float | None = None  # when its last job ended; None while busy
     draining: bool = False
+    managed: bool = (
+        True  # started by this pool's provider; others (joined by hand) are never drained
+    )
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,8 @@ def _scale_down(
     idle = [
         agent
         for agent in serving
-        if agent.busy_slots == 0
+        if agent.managed
+        and agent.busy_slots == 0
         and agent.idle_since is not None
         and snapshot.now - agent.idle_since >= policy.scale_down_after
     ]
