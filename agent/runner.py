@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agent.backoff import Backoff
+from agent.embedding_service import EmbeddingService
 from agent.engine import Engine, EngineError
 from paddler import __version__, protocol
 
@@ -47,6 +48,7 @@ class AgentRunner:
         instance_id: str | None = None,
         reconnect_max_delay: float = 5.0,
         shutdown_grace: float = 30.0,
+        embeddings: EmbeddingService | None = None,
     ) -> None:
         self.engine = engine
         self.url = socket_url(control_plane)
@@ -55,6 +57,7 @@ class AgentRunner:
         self.pool = pool
         self.instance_id = instance_id
         self.shutdown_grace = shutdown_grace
+        self.embeddings = embeddings
         self.agent_id = uuid.uuid4().hex
         self.state: protocol.AgentState = "loading"
         self.issues: tuple[str, ...] = ()
@@ -86,6 +89,8 @@ class AgentRunner:
             stopping.cancel()
             loader.cancel()
             await self._stop_all_jobs()
+            if self.embeddings is not None:
+                self.embeddings.close()
 
     async def _drain(self) -> None:
         """Take no more work and give running jobs ``shutdown_grace`` seconds to finish."""
@@ -105,6 +110,8 @@ class AgentRunner:
     async def _load(self) -> None:
         try:
             await self.engine.load()
+            if self.embeddings is not None:
+                await self.embeddings.load()
         except Exception as error:
             logger.exception("could not load the model")
             self._set_state("error", (f"model failed to load: {error}",))
@@ -172,6 +179,7 @@ class AgentRunner:
             model_source=str(self.engine.model_path),
             pool=self.pool,
             instance_id=self.instance_id,
+            embeddings=self.embeddings is not None,
         )
         await socket.send(protocol.encode(hello))
         welcome = protocol.decode_control_plane_message(
@@ -224,6 +232,9 @@ class AgentRunner:
             outbox.put_nowait(protocol.Token(job_id=job.job_id, text=text))
 
         try:
+            if isinstance(job.request, protocol.EmbeddingRequest):
+                outbox.put_nowait(await self._embed(job.job_id, job.request))
+                return
             result = await self.engine.generate(job.request, emit, stop)
             outbox.put_nowait(
                 protocol.Done(
@@ -247,6 +258,15 @@ class AgentRunner:
             )
         finally:
             self._jobs.pop(job.job_id, None)
+
+    async def _embed(self, job_id: str, request: protocol.EmbeddingRequest) -> protocol.Embeddings:
+        if self.embeddings is None:
+            raise EngineError(protocol.EMBEDDINGS_DISABLED, "this agent does not serve embeddings")
+        outcome = await self.embeddings.embed(request.inputs)
+        vectors = tuple(tuple(vector) for vector in outcome.vectors)
+        return protocol.Embeddings(
+            job_id=job_id, vectors=vectors, prompt_tokens=outcome.prompt_tokens
+        )
 
     async def _stop_all_jobs(self) -> None:
         """Jobs of a lost connection have nobody to report to: stop them and free their slots."""

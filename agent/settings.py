@@ -19,6 +19,9 @@ class AgentSettings:
     name: str = setting("", "name shown in the fleet (default: host name and process id)")
     context_size: int = setting(2048, "tokens of context per slot")
     threads: int = setting(0, "CPU threads per slot (0: cores divided by slots)")
+    embeddings: bool = setting(
+        False, "also serve /v1/embeddings (loads a second, embedding context of the model)"
+    )
     instance_id: str = setting("", "cloud instance id, when a provider started this agent")
     reconnect_max_delay: float = setting(5.0, "longest pause between reconnection attempts")
     shutdown_grace: float = setting(

@@ -59,12 +59,18 @@ async def agent_connection() -> Response | None:
         slots=hello.slots,
         remote_address=remote,
         instance_id=hello.instance_id,
+        embeddings=hello.embeddings,
     )
     link.connection_id = await state.store.agent_connected(
         hello.agent_id, hello.name, hello.pool, link.state, remote
     )
     logger.info(
-        "agent %s joined pool %s from %s (%d slots)", link.name, link.pool, remote, link.slots
+        "agent %s joined pool %s from %s (%d slots%s)",
+        link.name,
+        link.pool,
+        remote,
+        link.slots,
+        ", embeddings" if link.embeddings else "",
     )
     heartbeat = state.settings.agent_timeout / 3
     link.send(protocol.Welcome(pool=link.pool, heartbeat_seconds=heartbeat))

@@ -117,11 +117,12 @@ def buffer_full(retry_after_seconds: float) -> OpenAIError:
     )
 
 
-def buffer_timeout(waited_seconds: float | None = None) -> OpenAIError:
+def buffer_timeout(waited_seconds: float | None = None, hint: str = "") -> OpenAIError:
     waited = f" within {waited_seconds:g} seconds" if waited_seconds is not None else " in time"
+    hint = f" {hint}" if hint else ""
     return OpenAIError(
         504,
-        f"No agent became available to serve the request{waited}. Please retry later.",
+        f"No agent became available to serve the request{waited}.{hint} Please retry later.",
         type=OVERLOADED,
         code="buffer_timeout",
     )

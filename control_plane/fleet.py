@@ -22,6 +22,7 @@ class AgentLink:
     slots: int
     remote_address: str | None = None
     instance_id: str | None = None
+    embeddings: bool = False  # serves embedding jobs too
     state: AgentState = "loading"
     issues: tuple[str, ...] = ()
     jobs: dict[str, InferenceJob] = field(default_factory=dict)

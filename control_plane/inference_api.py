@@ -12,6 +12,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from control_plane import errors, openai_responses
+from control_plane.embedding_requests import parse_embeddings
 from control_plane.jobs import InferenceJob, TextPiece
 from control_plane.openai_requests import (
     InferenceCall,
@@ -21,7 +22,7 @@ from control_plane.openai_requests import (
 from control_plane.relay import Update, Waiting, follow
 from control_plane.scheduler import BufferFull
 from control_plane.state import ControlPlane, current_control_plane
-from paddler.protocol import Done
+from paddler.protocol import Done, Embeddings, JobRequest
 
 logger = logging.getLogger("paddler.inference")
 
@@ -63,21 +64,56 @@ async def completions() -> Response:
     return await _serve(parse_completion(await request.get_data(cache=False)))
 
 
-async def _serve(call: InferenceCall) -> Response:
+@inference_api.post("/v1/embeddings")
+async def embeddings() -> Response:
+    call = parse_embeddings(await request.get_data(cache=False))
     state = current_control_plane()
-    if call.model not in state.pools:
-        raise errors.model_not_found(call.model)
-    job = InferenceJob(pool=call.model, request=call.request)
+    job, updates = _submit(state, call.model, call.request)
+    try:
+        async for update in updates:
+            if isinstance(update, Embeddings):
+                body = openai_responses.embedding_list(
+                    call.model,
+                    update.vectors,
+                    update.prompt_tokens,
+                    encoding_format=call.encoding_format,
+                )
+                return Response(json.dumps(body), mimetype="application/json")
+    except errors.OpenAIError as error:
+        if error.code == "buffer_timeout" and not state.serves_embeddings(call.model):
+            raise errors.buffer_timeout(
+                state.settings.buffer_timeout,
+                hint="No agent of this model serves embeddings (agent flag --embeddings).",
+            ) from error
+        raise
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+    raise errors.agent_lost("the agent stopped without answering the request")
+
+
+def _submit(
+    state: ControlPlane, model: str, job_request: JobRequest
+) -> tuple[InferenceJob, AsyncIterator[Update]]:
+    """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
+    if model not in state.pools:
+        raise errors.model_not_found(model)
+    job = InferenceJob(pool=model, request=job_request)
     try:
         state.scheduler.submit(job)
     except BufferFull as full:
-        raise errors.buffer_full(_retry_after(state, call.model)) from full
+        raise errors.buffer_full(_retry_after(state, model)) from full
     updates = follow(
         job,
         state.scheduler,
         buffer_timeout=state.settings.buffer_timeout,
         report_interval=state.settings.queue_report_interval,
     )
+    return job, updates
+
+
+async def _serve(call: InferenceCall) -> Response:
+    state = current_control_plane()
+    job, updates = _submit(state, call.model, call.request)
     if call.stream:
         response = Response(
             _stream(state, call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
@@ -152,7 +188,7 @@ async def _stream(
                     yield openai_responses.sse_event(
                         chunk(completion_id, created, call.model, text=update.text)
                     )
-            else:
+            elif isinstance(update, Done):
                 yield openai_responses.sse_event(
                     chunk(completion_id, created, call.model, finish_reason=update.finish_reason)
                 )

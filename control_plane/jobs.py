@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from paddler.protocol import Done, GenerationRequest
+from paddler.protocol import Done, EmbeddingRequest, Embeddings, JobRequest
 
 if TYPE_CHECKING:
     from control_plane.fleet import AgentLink
@@ -38,13 +38,13 @@ class Failed:
     message: str
 
 
-JobEvent = Dispatched | Requeued | TextPiece | Done | Failed
+JobEvent = Dispatched | Requeued | TextPiece | Done | Embeddings | Failed
 
 
 @dataclass(eq=False)
 class InferenceJob:
     pool: str
-    request: GenerationRequest
+    request: JobRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     enqueued_at: float = field(default_factory=time.monotonic)
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
@@ -53,6 +53,11 @@ class InferenceJob:
     started: bool = False
     finished: bool = False
     withdrawn: bool = False
+
+    @property
+    def wants_embeddings(self) -> bool:
+        """Only agents that serve embeddings may take this job."""
+        return isinstance(self.request, EmbeddingRequest)
 
     @property
     def waiting(self) -> bool:

@@ -30,6 +30,7 @@ def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
         "issues": list(link.issues) if link else [],
         "slots_total": link.slots if link else 0,
         "slots_busy": len(link.jobs) if link else 0,
+        "embeddings": link.embeddings if link else False,
         "remote_address": link.remote_address if link else None,
         "instance_id": link.instance_id if link else None,
         "first_seen": record.first_seen.isoformat(),

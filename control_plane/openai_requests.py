@@ -9,23 +9,24 @@ the offending field the way OpenAI does, e.g. ``messages[1].content``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.errors import invalid_request
+from control_plane.request_bodies import (
+    StrictBody,
+    json_object,
+    non_empty_string,
+    validate_body,
+)
 from control_plane.request_errors import (
-    INVALID_JSON,
-    INVALID_TYPE,
     INVALID_VALUE,
-    error_from_validation,
     invalid_type,
-    json_type_name,
     missing_parameter,
     short_json,
-    unknown_parameter,
+    too_many,
     unsupported_parameter,
     unsupported_value,
 )
@@ -45,7 +46,7 @@ class InferenceCall:
 
 
 def parse_chat_completion(body: bytes | str) -> InferenceCall:
-    fields = _validate(_ChatCompletionBody, _json_object(body))
+    fields = validate_body(_ChatCompletionBody, json_object(body))
     _reject_unsupported_chat_features(fields)
     max_tokens = _chat_max_tokens(fields)
     messages = tuple(
@@ -63,7 +64,7 @@ def parse_chat_completion(body: bytes | str) -> InferenceCall:
 
 
 def parse_completion(body: bytes | str) -> InferenceCall:
-    fields = _validate(_CompletionBody, _json_object(body))
+    fields = validate_body(_CompletionBody, json_object(body))
     _reject_unsupported_completion_features(fields)
     prompt = _prompt_text(fields.prompt)
     return InferenceCall(
@@ -79,11 +80,7 @@ def parse_completion(body: bytes | str) -> InferenceCall:
 # -- request body models ----------------------------------------------------------------------
 
 
-class _StrictModel(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class _StreamOptions(_StrictModel):
+class _StreamOptions(StrictBody):
     include_usage: bool | None = None
 
 
@@ -93,7 +90,7 @@ class _ResponseFormat(BaseModel):
     type: str
 
 
-class _MessageBody(_StrictModel):
+class _MessageBody(StrictBody):
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: object  # a string or a list of content parts; checked by ``_message_text``
     name: str | None = None
@@ -103,7 +100,7 @@ class _MessageBody(_StrictModel):
     refusal: str | None = None
 
 
-class _GenerationBody(_StrictModel):
+class _GenerationBody(StrictBody):
     """Fields shared by chat completions and (legacy) completions."""
 
     model: str = Field(min_length=1)
@@ -146,40 +143,6 @@ class _CompletionBody(_GenerationBody):
 
 
 # -- parsing ---------------------------------------------------------------------------------
-
-
-def _json_object(body: bytes | str) -> dict[str, object]:
-    try:
-        data: object = json.loads(body, parse_constant=_reject_json_constant)
-    except (ValueError, RecursionError):
-        raise invalid_request(
-            "We could not parse the JSON body of your request. The API expects a JSON object "
-            "in the request body; what was sent was not valid JSON.",
-            code=INVALID_JSON,
-        ) from None
-    if not isinstance(data, dict):
-        raise invalid_request(
-            f"The request body must be a JSON object, but got {json_type_name(data)} instead.",
-            code=INVALID_TYPE,
-        )
-    return data
-
-
-def _reject_json_constant(constant: str) -> NoReturn:
-    raise ValueError(f"{constant} is not valid JSON")
-
-
-BodyT = TypeVar("BodyT", bound=_GenerationBody)
-
-
-def _validate(model: type[BodyT], data: dict[str, object]) -> BodyT:
-    for name in data:
-        if name not in model.model_fields:
-            raise unknown_parameter(name)
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise error_from_validation(error.errors(include_url=False)[0]) from None
 
 
 def _reject_unsupported_chat_features(fields: _ChatCompletionBody) -> None:
@@ -283,17 +246,12 @@ def _stop_sequences(stop: object) -> tuple[str, ...]:
     if stop is None:
         return ()
     if isinstance(stop, str):
-        return (_non_empty_string(stop, "stop"),)
+        return (non_empty_string(stop, "stop"),)
     if not isinstance(stop, list):
         raise invalid_type("stop", "a string or an array of strings", stop)
     if len(stop) > MAX_STOP_SEQUENCES:
-        raise invalid_request(
-            f"Invalid value for 'stop': expected at most {MAX_STOP_SEQUENCES} stop sequences, "
-            f"but got {len(stop)}.",
-            param="stop",
-            code=INVALID_VALUE,
-        )
-    return tuple(_non_empty_string(item, f"stop[{index}]") for index, item in enumerate(stop))
+        raise too_many("stop", MAX_STOP_SEQUENCES, len(stop), "stop sequences")
+    return tuple(non_empty_string(item, f"stop[{index}]") for index, item in enumerate(stop))
 
 
 def _chat_message(message: _MessageBody, param: str) -> ChatMessage:
@@ -341,7 +299,7 @@ def _part_text(part: object, param: str) -> str:
 
 def _prompt_text(prompt: object) -> str:
     if not isinstance(prompt, list):
-        return _non_empty_string(prompt, "prompt")
+        return non_empty_string(prompt, "prompt")
     if not prompt:
         raise invalid_request(
             "Invalid value for 'prompt': expected a non-empty string.",
@@ -354,19 +312,7 @@ def _prompt_text(prompt: object) -> str:
         raise unsupported_value(
             "prompt", "batched prompts are not supported; send a string or an array of one string."
         )
-    return _non_empty_string(prompt[0], "prompt[0]")
-
-
-def _non_empty_string(value: object, param: str) -> str:
-    if not isinstance(value, str):
-        raise invalid_type(param, "a string", value)
-    if not value:
-        raise invalid_request(
-            f"Invalid value for '{param}': expected a non-empty string.",
-            param=param,
-            code=INVALID_VALUE,
-        )
-    return value
+    return non_empty_string(prompt[0], "prompt[0]")
 
 
 def _required(container: dict[str, object], key: str, param: str) -> object:

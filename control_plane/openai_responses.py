@@ -7,10 +7,12 @@ the official SDKs parse them. Streaming responses are server-sent events made wi
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
-from collections.abc import Mapping
-from typing import Any
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from paddler.protocol import FinishReason, JobKind, Usage
 
@@ -171,6 +173,34 @@ def _text_choice(text: str, finish_reason: str | None) -> JsonObject:
 
 def _optional_finish_reason(finish_reason: FinishReason | None) -> str | None:
     return None if finish_reason is None else openai_finish_reason(finish_reason)
+
+
+# -- embeddings ------------------------------------------------------------------------------
+
+
+def embedding_list(
+    model: str,
+    vectors: Sequence[Sequence[float]],
+    prompt_tokens: int,
+    *,
+    encoding_format: Literal["float", "base64"] = "float",
+) -> JsonObject:
+    """The body of ``POST /v1/embeddings``: one embedding per input, in input order."""
+    encode = base64_float32 if encoding_format == "base64" else list
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": encode(vector)}
+            for index, vector in enumerate(vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+def base64_float32(vector: Sequence[float]) -> str:
+    """The vector as little-endian float32 values in base64, as OpenAI's ``base64`` format."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from control_plane import errors
 from control_plane.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
 from control_plane.scheduler import Scheduler
-from paddler.protocol import Done
+from paddler.protocol import Done, Embeddings
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Waiting:
     seconds_waited: float
 
 
-Update = Waiting | TextPiece | Done
+Update = Waiting | TextPiece | Done | Embeddings
 
 
 async def follow(
@@ -28,7 +28,10 @@ async def follow(
     buffer_timeout: float,
     report_interval: float,
 ) -> AsyncIterator[Update]:
-    """Yield ``Waiting`` now and then while the job is buffered, then its text and ``Done``.
+    """Yield ``Waiting`` now and then while the job is buffered, then its outcome.
+
+    A generation job's outcome is its text pieces and ``Done``; an embedding job's is
+    ``Embeddings``.
 
     Raises ``OpenAIError`` when the job waited past ``buffer_timeout`` or failed on its agent.
     The caller must withdraw the job from the scheduler when it stops following early.
@@ -54,10 +57,11 @@ async def follow(
                 waiting_since = loop.time()
             case Dispatched():
                 pass
-            case TextPiece() | Done():
+            case TextPiece():
                 yield event
-                if isinstance(event, Done):
-                    return
+            case Done() | Embeddings():
+                yield event
+                return
             case Failed(code="agent_lost"):
                 raise errors.agent_lost(event.message)
             case Failed():

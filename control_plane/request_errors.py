@@ -116,6 +116,15 @@ def unsupported_value(param: str, reason: str) -> OpenAIError:
     )
 
 
+def too_many(param: str, limit: int, count: int, items: str) -> OpenAIError:
+    """``param`` is an array (or object) with more than ``limit`` ``items``."""
+    return invalid_request(
+        f"Invalid value for '{param}': expected at most {limit} {items}, but got {count}.",
+        param=param,
+        code=INVALID_VALUE,
+    )
+
+
 def json_type_name(value: object) -> str:
     if value is None:
         return "null"

@@ -2,8 +2,9 @@
 
 Jobs wait per pool in FIFO order. Whenever a slot may have opened (a job arrived, a job
 finished, an agent became ready) the pool is pumped: the head of its queue goes to the agent
-the balancer picks. An agent never gets more jobs than it has free slots, and a cancelled job
-keeps its slot until the agent confirms it stopped.
+the balancer picks. Embedding jobs only go to agents that serve embeddings; while none has a
+free slot, the generation jobs queued behind them go ahead. An agent never gets more jobs than
+it has free slots, and a cancelled job keeps its slot until the agent confirms it stopped.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class Scheduler:
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
         queue = self._queues.setdefault(job.pool, deque())
-        no_free_slot = bool(queue) or choose_agent(self.fleet.in_pool(job.pool)) is None
+        no_free_slot = (
+            bool(queue)
+            or choose_agent(self.fleet.in_pool(job.pool), embeddings=job.wants_embeddings) is None
+        )
         if no_free_slot and len(queue) >= self.max_buffered:
             self.counters["rejected_buffer_full"] += 1
             logger.warning("rejected job %s: buffer of %s is full", job.id, job.pool)
@@ -75,12 +79,23 @@ class Scheduler:
         return len(self._queues.get(pool, ()))
 
     def pump(self, pool: str) -> None:
+        """Dispatch waiting jobs, oldest first, to agents that can take them."""
         queue = self._queues.get(pool)
-        while queue:
-            link = choose_agent(self.fleet.in_pool(pool))
+        if not queue:
+            return
+        agents = self.fleet.in_pool(pool)
+        embedding_slots_left = True
+        for job in list(queue):
+            if job.wants_embeddings and not embedding_slots_left:
+                continue
+            link = choose_agent(agents, embeddings=job.wants_embeddings)
             if link is None:
-                return
-            self._assign(queue.popleft(), link)
+                if not job.wants_embeddings:
+                    return  # no agent has a free slot
+                embedding_slots_left = False
+                continue
+            queue.remove(job)
+            self._assign(job, link)
 
     def _assign(self, job: InferenceJob, link: AgentLink) -> None:
         job.agent = link
@@ -131,7 +146,7 @@ class Scheduler:
                 if job is not None and not job.withdrawn:
                     job.started = True
                     job.events.put_nowait(TextPiece(message.text))
-            case protocol.Done():
+            case protocol.Done() | protocol.Embeddings():
                 self._finish(link, message.job_id, message)
             case protocol.JobError():
                 self._finish(link, message.job_id, Failed(message.code, message.message))
@@ -140,26 +155,20 @@ class Scheduler:
             case protocol.Goodbye():
                 logger.info("agent %s is leaving: %s", link.name, message.reason)
 
-    def _finish(self, link: AgentLink, job_id: str, outcome: protocol.Done | Failed) -> None:
+    def _finish(
+        self, link: AgentLink, job_id: str, outcome: protocol.Done | protocol.Embeddings | Failed
+    ) -> None:
         job = link.jobs.pop(job_id, None)
         if job is None:
             logger.warning("agent %s finished unknown job %s", link.name, job_id)
             return
         job.finished = True
-        if isinstance(outcome, protocol.Done):
-            self.counters["finished"] += 1
-            logger.info(
-                "job %s finished on agent %s: %s, %d+%d tokens in %.2fs",
-                job.id,
-                link.name,
-                outcome.finish_reason,
-                outcome.usage.prompt_tokens,
-                outcome.usage.completion_tokens,
-                outcome.seconds_total,
-            )
-        else:
+        if isinstance(outcome, Failed):
             self.counters["failed"] += 1
             logger.warning("job %s failed on agent %s: %s", job.id, link.name, outcome.code)
+        else:
+            self.counters["finished"] += 1
+            logger.info("job %s finished on agent %s: %s", job.id, link.name, _summary(outcome))
         if not job.withdrawn:
             job.events.put_nowait(outcome)
         self.pump(link.pool)
@@ -188,3 +197,14 @@ class Scheduler:
                     Failed("agent_lost", f"agent {link.name} was lost while serving the request")
                 )
         self.pump(link.pool)
+
+
+def _summary(outcome: protocol.Done | protocol.Embeddings) -> str:
+    """What a finished job produced, for the log."""
+    if isinstance(outcome, protocol.Embeddings):
+        return f"{len(outcome.vectors)} embeddings of {outcome.prompt_tokens} tokens"
+    usage = outcome.usage
+    return (
+        f"{outcome.finish_reason}, {usage.prompt_tokens}+{usage.completion_tokens} tokens "
+        f"in {outcome.seconds_total:.2f}s"
+    )

@@ -80,5 +80,9 @@ class ControlPlane:
         if self._store is not None:
             await self._store.agent_disconnected(link.agent_id, link.connection_id, reason)
 
+    def serves_embeddings(self, pool: str) -> bool:
+        """Whether any connected agent of ``pool`` takes embedding jobs."""
+        return any(link.embeddings for link in self.fleet.in_pool(pool))
+
     def ready_agents(self, pool: str) -> int:
         return sum(1 for link in self.fleet.in_pool(pool) if link.state == "ready")

@@ -11,12 +11,15 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.settings import AgentSettings
 from control_plane.settings import ControlPlaneSettings
 from paddler import __version__
 from paddler.settings import SettingsError, add_arguments, resolve
+
+if TYPE_CHECKING:
+    from agent.embedding_service import EmbeddingService
 
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -133,11 +136,22 @@ def run_agent(settings: AgentSettings) -> int:
             instance_id=settings.instance_id or None,
             reconnect_max_delay=settings.reconnect_max_delay,
             shutdown_grace=settings.shutdown_grace,
+            embeddings=_embedding_service(settings, model),
         )
     except ValueError as error:
         print(f"paddler agent: {error}", file=sys.stderr)
         return 2
     return _run_until_signalled(runner.run)
+
+
+def _embedding_service(settings: AgentSettings, model: Path) -> EmbeddingService | None:
+    from agent.embedding_service import EmbeddingService
+
+    if not settings.embeddings:
+        return None
+    return EmbeddingService(
+        model, context_size=settings.context_size, threads=settings.threads or None
+    )
 
 
 def run_db(settings: ControlPlaneSettings, action: str, revision: str | None) -> int:

@@ -76,6 +76,18 @@ class GenerationRequest(BaseModel):
     sampling: SamplingParams = SamplingParams()
 
 
+class EmbeddingRequest(BaseModel):
+    """Embed each of ``inputs`` (non-empty texts) into one vector, in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["embedding"] = "embedding"
+    inputs: tuple[str, ...] = Field(min_length=1)
+
+
+JobRequest = Annotated[GenerationRequest | EmbeddingRequest, Field(discriminator="kind")]
+
+
 class Usage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +108,7 @@ ENGINE_FAILURE = "engine_failure"
 INVALID_GRAMMAR = "invalid_grammar"  # the grammar or JSON schema cannot constrain sampling
 INVALID_LOGIT_BIAS = "invalid_logit_bias"  # a token id the model does not have
 KV_CACHE_FULL = "kv_cache_full"  # the context ran out of room while the job was running
+EMBEDDINGS_DISABLED = "embeddings_disabled"  # an embedding job reached an agent without them
 
 
 # agent -> control plane
@@ -111,6 +124,7 @@ class Hello(Message):
     model_source: str
     pool: str
     instance_id: str | None = None
+    embeddings: bool = False  # the agent serves embedding jobs too
 
 
 class EngineStats(BaseModel):
@@ -151,6 +165,15 @@ class Done(Message):
     seconds_total: float = 0.0
 
 
+class Embeddings(Message):
+    """The answer to an embedding job: one L2-normalised vector per input, in input order."""
+
+    type: Literal["embeddings"] = "embeddings"
+    job_id: str
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int = Field(ge=0)
+
+
 class JobError(Message):
     type: Literal["error"] = "error"
     job_id: str
@@ -177,7 +200,7 @@ class Welcome(Message):
 class Job(Message):
     type: Literal["job"] = "job"
     job_id: str
-    request: GenerationRequest
+    request: JobRequest
     deadline: float | None = None
 
 
@@ -191,7 +214,7 @@ class Drain(Message):
 
 
 AgentMessage = Annotated[
-    Hello | Status | Token | Done | JobError | Goodbye, Field(discriminator="type")
+    Hello | Status | Token | Done | Embeddings | JobError | Goodbye, Field(discriminator="type")
 ]
 ControlPlaneMessage = Annotated[Welcome | Job | Cancel | Drain, Field(discriminator="type")]
 

@@ -153,6 +153,7 @@ class Agent(ServerProcess):
         slots: int = 1,
         pool: str = "",
         token: str = AGENT_TOKEN,
+        embeddings: bool = False,
     ) -> None:
         args = [
             "agent",
@@ -171,5 +172,7 @@ class Agent(ServerProcess):
         ]
         if pool:
             args += ["--pool", pool]
+        if embeddings:
+            args.append("--embeddings")
         super().__init__(args, directory / f"agent-{name}.log", env={"PADDLER_TOKEN": token})
         self.name = name

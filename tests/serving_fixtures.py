@@ -26,8 +26,15 @@ def start_agent(
 ) -> Iterator[StartAgent]:
     started: list[Agent] = []
 
-    def start(name: str, *, slots: int = 1, model: Path = smollm2_path, wait: bool = True) -> Agent:
-        agent = Agent(control_plane, tmp_path, name, model, slots=slots)
+    def start(
+        name: str,
+        *,
+        slots: int = 1,
+        model: Path = smollm2_path,
+        wait: bool = True,
+        embeddings: bool = False,
+    ) -> Agent:
+        agent = Agent(control_plane, tmp_path, name, model, slots=slots, embeddings=embeddings)
         agent.start()
         started.append(agent)
         if wait:

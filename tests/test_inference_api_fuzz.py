@@ -80,6 +80,16 @@ mutated_chat = st.builds(
     ),
     plausible_values | json_values,
 )
+embedding_fields = st.fixed_dictionaries(
+    {"model": st.sampled_from([MODEL, "unknown", 7, None])},
+    optional={
+        "input": st.one_of(json_values, st.lists(st.text(max_size=8) | st.integers(), max_size=3)),
+        "encoding_format": st.sampled_from(["float", "base64", "int8", 1, None]),
+        "dimensions": json_values,
+        "user": json_values,
+        "mystery": json_values,
+    },
+)
 completion_fields = st.fixed_dictionaries(
     {"model": st.just(MODEL)},
     optional={"prompt": json_values, "max_tokens": json_values, "echo": json_values},
@@ -126,6 +136,18 @@ async def test_chat_completions_never_fail_with_500(app: Quart, body: dict[str, 
 @given(body=completion_fields)
 async def test_completions_never_fail_with_500(app: Quart, body: dict[str, Any]) -> None:
     response = await app.test_client().post("/v1/completions", json=body)
+    event(f"status {response.status_code}")
+    assert_openai_error(response.status_code, await response.get_json())
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(body=embedding_fields)
+async def test_embeddings_never_fail_with_500(app: Quart, body: dict[str, Any]) -> None:
+    response = await app.test_client().post("/v1/embeddings", json=body)
     event(f"status {response.status_code}")
     assert_openai_error(response.status_code, await response.get_json())
 

@@ -11,14 +11,19 @@ from control_plane.scheduler import BufferFull, Scheduler
 from paddler import protocol
 
 REQUEST = protocol.GenerationRequest(kind="completion", prompt="hi")
+EMBEDDING = protocol.EmbeddingRequest(inputs=("hi",))
 
 
 def make_scheduler(max_buffered: int = 10, max_attempts: int = 3) -> Scheduler:
     return Scheduler(Fleet(), max_buffered=max_buffered, max_attempts=max_attempts)
 
 
-def make_agent(name: str, slots: int = 1, pool: str = "m", ready: bool = True) -> AgentLink:
-    link = AgentLink(agent_id=name, name=name, pool=pool, model=pool, slots=slots)
+def make_agent(
+    name: str, slots: int = 1, pool: str = "m", ready: bool = True, embeddings: bool = False
+) -> AgentLink:
+    link = AgentLink(
+        agent_id=name, name=name, pool=pool, model=pool, slots=slots, embeddings=embeddings
+    )
     if ready:
         link.state = "ready"
     return link
@@ -198,3 +203,82 @@ def test_balancer_prefers_most_free_slots_then_longest_idle() -> None:
     recently_used.last_assigned_at = roomy.last_assigned_at + 10
     assert choose_agent([recently_used, roomy]) is roomy
     assert choose_agent([make_agent("loading", ready=False)]) is None
+
+
+# -- embedding jobs ----------------------------------------------------------------------------
+
+
+def embeddings(job_id: str) -> protocol.Embeddings:
+    return protocol.Embeddings(job_id=job_id, vectors=((1.0, 0.0),), prompt_tokens=2)
+
+
+def scheduler_with(*agents: AgentLink) -> Scheduler:
+    scheduler = make_scheduler()
+    for agent in agents:
+        scheduler.agent_joined(agent)
+    return scheduler
+
+
+def submit(scheduler: Scheduler, *requests: protocol.JobRequest) -> list[InferenceJob]:
+    jobs = [InferenceJob(pool="m", request=request) for request in requests]
+    for job in jobs:
+        scheduler.submit(job)
+    return jobs
+
+
+async def test_embedding_job_goes_only_to_an_agent_that_serves_embeddings() -> None:
+    plain = make_agent("plain", slots=4)
+    embedder = make_agent("embedder", slots=1, embeddings=True)
+    [job] = submit(scheduler_with(plain, embedder), EMBEDDING)
+    assert job.agent is embedder
+    [message] = sent(embedder)
+    assert isinstance(message, protocol.Job) and message.request == EMBEDDING
+    assert sent(plain) == []
+
+
+async def test_embedding_job_waits_for_an_embeddings_agent_while_generation_goes_ahead() -> None:
+    plain = make_agent("plain", slots=2)
+    scheduler = scheduler_with(plain)
+    embedding_job, generation_job = submit(scheduler, EMBEDDING, REQUEST)
+    assert embedding_job.waiting and scheduler.position(embedding_job) == 1
+    assert generation_job.agent is plain
+    embedder = make_agent("embedder", embeddings=True)
+    scheduler.agent_joined(embedder)
+    assert embedding_job.agent is embedder
+
+
+async def test_generation_job_may_use_an_embeddings_agent() -> None:
+    embedder = make_agent("embedder", embeddings=True)
+    [job] = submit(scheduler_with(embedder), REQUEST)
+    assert job.agent is embedder
+
+
+async def test_freed_embeddings_slot_goes_to_the_oldest_job_that_fits() -> None:
+    embedder = make_agent("embedder", embeddings=True)
+    scheduler = scheduler_with(embedder)
+    first, generation, second = submit(scheduler, EMBEDDING, REQUEST, EMBEDDING)
+    assert first.agent is embedder and generation.waiting and second.waiting
+    scheduler.agent_message(embedder, embeddings(first.id))
+    assert generation.agent is embedder and second.waiting
+    assert events(first)[-1] == embeddings(first.id)
+
+
+async def test_embedding_job_is_requeued_when_its_agent_is_lost() -> None:
+    lost = make_agent("lost", embeddings=True)
+    scheduler = scheduler_with(lost)
+    [job] = submit(scheduler, EMBEDDING)
+    scheduler.agent_left(lost)
+    assert job.waiting and isinstance(events(job)[-1], Requeued)
+    survivor = make_agent("survivor", embeddings=True)
+    scheduler.agent_joined(survivor)
+    assert job.agent is survivor and job.attempts == 2
+    scheduler.agent_message(survivor, embeddings(job.id))
+    assert job.finished and scheduler.counters["finished"] == 1
+
+
+def test_balancer_for_embeddings_skips_agents_without_them() -> None:
+    roomy = make_agent("roomy", slots=8)
+    embedder = make_agent("embedder", slots=1, embeddings=True)
+    assert choose_agent([roomy, embedder]) is roomy
+    assert choose_agent([roomy, embedder], embeddings=True) is embedder
+    assert choose_agent([roomy], embeddings=True) is None
