@@ -17,8 +17,22 @@ class AgentSettings:
     pool: str = setting("", "pool (model name clients ask for); default: the model file's stem")
     slots: int = setting(4, "requests this agent serves at once")
     name: str = setting("", "name shown in the fleet (default: host name and process id)")
-    context_size: int = setting(2048, "tokens of context per slot")
-    threads: int = setting(0, "CPU threads per slot (0: cores divided by slots)")
+    context_size: int = setting(2048, "tokens of context per slot (prompt plus completion)")
+    threads: int = setting(0, "CPU threads the engine computes with (0: all cores)")
+    batch_size: int = setting(
+        512, "tokens decoded per step at most, all slots together (prompt chunks included)"
+    )
+    kv_size: int = setting(
+        0,
+        "KV cache cells shared by all slots (0: each slot owns context_size cells); "
+        "less overcommits memory, and a request that finds it full fails with kv_cache_full",
+    )
+    prompt_cache: bool = setting(
+        True, "reuse a slot's KV cache for a prompt that starts like the slot's previous one"
+    )
+    chat_template: str = setting(
+        "", "file with a Jinja chat template to use instead of the model's own"
+    )
     embeddings: bool = setting(
         False, "also serve /v1/embeddings (loads a second, embedding context of the model)"
     )
@@ -30,7 +44,7 @@ class AgentSettings:
     log_level: str = setting("info", "debug, info, warning or error")
 
     def __post_init__(self) -> None:
-        require_positive(self, "slots", "context_size", "reconnect_max_delay")
-        if self.threads < 0 or self.shutdown_grace < 0:
-            raise SettingsError("threads and shutdown_grace cannot be negative")
+        require_positive(self, "slots", "context_size", "batch_size", "reconnect_max_delay")
+        if self.threads < 0 or self.shutdown_grace < 0 or self.kv_size < 0:
+            raise SettingsError("threads, kv_size and shutdown_grace cannot be negative")
         require_log_level(self.log_level)

@@ -30,9 +30,10 @@ from control_plane.request_errors import (
     unsupported_parameter,
     unsupported_value,
 )
-from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
+from paddler.protocol import ChatMessage, GenerationRequest, ResponseFormat, SamplingParams
 
 MAX_STOP_SEQUENCES = 4
+MAX_LOGIT_BIAS_ENTRIES = 1024
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def parse_chat_completion(body: bytes | str) -> InferenceCall:
         stream=bool(fields.stream),
         include_usage=_include_usage(fields),
         request=GenerationRequest(
-            kind="chat", messages=messages, sampling=_sampling(fields, max_tokens)
+            kind="chat",
+            messages=messages,
+            sampling=_sampling(fields, max_tokens, fields.response_format),
         ),
     )
 
@@ -84,10 +87,18 @@ class _StreamOptions(StrictBody):
     include_usage: bool | None = None
 
 
+class _JsonSchemaFormat(StrictBody):
+    name: str = Field(min_length=1, max_length=64)
+    schema_: dict[str, object] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
 class _ResponseFormat(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     type: str
+    json_schema: _JsonSchemaFormat | None = None
 
 
 class _MessageBody(StrictBody):
@@ -116,6 +127,11 @@ class _GenerationBody(StrictBody):
     n: int | None = Field(default=None, ge=1)
     user: str | None = None
     logit_bias: dict[str, float] | None = None
+    # llama.cpp's extensions, as its own server names them
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, gt=0, le=10)
+    grammar: str | None = Field(default=None, min_length=1)
 
 
 class _ChatCompletionBody(_GenerationBody):
@@ -164,8 +180,12 @@ def _reject_unsupported_chat_features(fields: _ChatCompletionBody) -> None:
         raise unsupported_parameter("logprobs", "log probabilities are not supported.")
     if fields.top_logprobs:
         raise unsupported_parameter("top_logprobs", "log probabilities are not supported.")
-    if fields.response_format is not None:
-        _check_response_format(fields.response_format)
+    if fields.response_format is not None and fields.grammar is not None:
+        raise invalid_request(
+            "'grammar' and 'response_format' both constrain the output; send only one.",
+            param="grammar",
+            code=INVALID_VALUE,
+        )
     if fields.store:
         raise unsupported_parameter("store", "storing completions is not supported.")
 
@@ -191,24 +211,49 @@ def _reject_unsupported_common_features(fields: _GenerationBody) -> None:
             param="stream_options",
             code=INVALID_VALUE,
         )
-    if fields.logit_bias:
-        raise unsupported_parameter("logit_bias", "logit bias is not supported.")
 
 
-def _check_response_format(response_format: _ResponseFormat) -> None:
-    if response_format.type == "text":
-        return
-    if response_format.type in ("json_object", "json_schema"):
-        raise unsupported_value(
-            "response_format.type",
-            f"'{response_format.type}' is not supported yet; only 'text' is.",
-        )
+def _response_format(response_format: _ResponseFormat | None) -> ResponseFormat | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return ResponseFormat(type="json_object")
+    if response_format.type == "json_schema":
+        if response_format.json_schema is None:
+            raise missing_parameter("response_format.json_schema")
+        return ResponseFormat(type="json_schema", json_schema=response_format.json_schema.schema_)
     raise invalid_request(
         f"Invalid value for 'response_format.type': expected one of 'text', 'json_object', "
         f"'json_schema', but got {short_json(response_format.type)} instead.",
         param="response_format.type",
         code=INVALID_VALUE,
     )
+
+
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
+    """OpenAI's ``logit_bias``: token ids (as JSON object keys) to a bias in [-100, 100]."""
+    if not bias:
+        return {}
+    if len(bias) > MAX_LOGIT_BIAS_ENTRIES:
+        raise too_many("logit_bias", MAX_LOGIT_BIAS_ENTRIES, len(bias), "entries")
+    parsed: dict[int, float] = {}
+    for key, value in bias.items():
+        if not key.isascii() or not key.isdigit():
+            raise invalid_request(
+                f"Invalid key in 'logit_bias': {short_json(key)} is not a token id; "
+                "keys must be non-negative integers written as strings.",
+                param="logit_bias",
+                code=INVALID_VALUE,
+            )
+        if not -100 <= value <= 100:
+            raise invalid_request(
+                f"Invalid value for 'logit_bias[{key}]': expected a number between -100 and "
+                f"100, but got {short_json(value)} instead.",
+                param=f"logit_bias[{key}]",
+                code=INVALID_VALUE,
+            )
+        parsed[int(key)] = value
+    return parsed
 
 
 def _chat_max_tokens(fields: _ChatCompletionBody) -> int | None:
@@ -230,15 +275,25 @@ def _include_usage(fields: _GenerationBody) -> bool:
     return bool(fields.stream and options is not None and options.include_usage)
 
 
-def _sampling(fields: _GenerationBody, max_tokens: int | None) -> SamplingParams:
+def _sampling(
+    fields: _GenerationBody,
+    max_tokens: int | None,
+    response_format: _ResponseFormat | None = None,
+) -> SamplingParams:
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=1.0 if fields.temperature is None else fields.temperature,
         top_p=1.0 if fields.top_p is None else fields.top_p,
+        top_k=fields.top_k or 0,
+        min_p=fields.min_p or 0.0,
         seed=fields.seed,
         stop=_stop_sequences(fields.stop),
         presence_penalty=fields.presence_penalty or 0.0,
         frequency_penalty=fields.frequency_penalty or 0.0,
+        repeat_penalty=1.0 if fields.repeat_penalty is None else fields.repeat_penalty,
+        logit_bias=_logit_bias(fields.logit_bias),
+        grammar=fields.grammar,
+        response_format=_response_format(response_format),
     )
 
 

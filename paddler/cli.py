@@ -121,6 +121,13 @@ def run_agent(settings: AgentSettings) -> int:
     if not model.is_file():
         print(f"paddler agent: model file not found: {model}", file=sys.stderr)
         return 2
+    chat_template = None
+    if settings.chat_template:
+        try:
+            chat_template = Path(settings.chat_template).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            print(f"paddler agent: cannot read the chat template: {error}", file=sys.stderr)
+            return 2
     try:
         runner = AgentRunner(
             Engine(
@@ -128,6 +135,10 @@ def run_agent(settings: AgentSettings) -> int:
                 settings.slots,
                 context_size=settings.context_size,
                 threads=settings.threads or None,
+                batch_size=settings.batch_size,
+                kv_size=settings.kv_size or None,
+                prompt_cache=settings.prompt_cache,
+                chat_template=chat_template,
             ),
             control_plane=settings.control_plane,
             token=settings.token,

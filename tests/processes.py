@@ -167,6 +167,10 @@ class Agent(ServerProcess):
             name,
             "--context-size",
             "1024",
+            # one engine thread: tests run several processes on two cores, and llama.cpp's
+            # spinning worker threads slow to a crawl when they outnumber the cores
+            "--threads",
+            "1",
             "--reconnect-max-delay",
             "1",
         ]

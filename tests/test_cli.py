@@ -112,6 +112,12 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
         (("control-plane", "--max-buffered-requests", "lots"), "expected int, got 'lots'"),
         (("control-plane", "--config", "missing.toml"), "config file not found"),
         (("agent", "--slots", "0"), "--slots must be greater than 0"),
+        (("agent", "--batch-size", "0"), "--batch-size must be greater than 0"),
+        (("agent", "--kv-size", "-1"), "kv_size and shutdown_grace cannot be negative"),
+        (
+            ("agent", "--model", __file__, "--chat-template", "/no/such/template.jinja"),
+            "cannot read the chat template",
+        ),
     ],
 )
 def test_bad_settings_exit_with_a_clear_message(

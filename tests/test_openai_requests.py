@@ -8,7 +8,7 @@ import pytest
 
 from control_plane.errors import OpenAIError
 from control_plane.openai_requests import InferenceCall, parse_chat_completion, parse_completion
-from paddler.protocol import ChatMessage, SamplingParams
+from paddler.protocol import ChatMessage, ResponseFormat, SamplingParams
 
 Parser = Callable[[bytes], InferenceCall]
 
@@ -195,6 +195,10 @@ def test_null_optional_fields_mean_their_defaults() -> None:
             "n",
             "user",
             "logit_bias",
+            "top_k",
+            "min_p",
+            "repeat_penalty",
+            "grammar",
             "tools",
             "functions",
             "tool_choice",
@@ -210,6 +214,34 @@ def test_null_optional_fields_mean_their_defaults() -> None:
     call = parse_chat_completion(encode(chat_body(**nulls)))
 
     assert call == parse_chat_completion(encode(chat_body()))
+
+
+def test_llama_cpp_sampling_extensions_and_constraints_reach_the_agent() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    call = parse_chat_completion(
+        encode(
+            chat_body(
+                top_k=40,
+                min_p=0.05,
+                repeat_penalty=1.1,
+                logit_bias={"15": 2.5, "99": -100},
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "thing", "schema": schema, "strict": True},
+                },
+            )
+        )
+    )
+    sampling = call.request.sampling
+    assert (sampling.top_k, sampling.min_p, sampling.repeat_penalty) == (40, 0.05, 1.1)
+    assert sampling.logit_bias == {15: 2.5, 99: -100}
+    assert sampling.response_format == ResponseFormat(type="json_schema", json_schema=schema)
+
+    json_mode = parse_chat_completion(encode(chat_body(response_format={"type": "json_object"})))
+    assert json_mode.request.sampling.response_format == ResponseFormat(type="json_object")
+
+    grammar = parse_completion(encode(completion_body(grammar='root ::= "yes" | "no"')))
+    assert grammar.request.sampling.grammar == 'root ::= "yes" | "no"'
 
 
 def test_minimal_completion_request_gets_the_defaults() -> None:
@@ -394,17 +426,33 @@ BAD_CHAT_REQUESTS: list[Any] = [
     pytest.param({"logprobs": 1}, "logprobs", "invalid_type", id="logprobs-number"),
     pytest.param({"top_logprobs": 3}, "top_logprobs", "unsupported_parameter", id="top-logprobs"),
     pytest.param(
-        {"response_format": {"type": "json_object"}},
-        "response_format.type",
-        "unsupported_value",
-        id="response-format-json-object",
+        {"response_format": {"type": "json_schema"}},
+        "response_format.json_schema",
+        "missing_required_parameter",
+        id="response-format-json-schema-missing",
     ),
     pytest.param(
-        {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
-        "response_format.type",
-        "unsupported_value",
-        id="response-format-json-schema",
+        {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+        "response_format.json_schema.name",
+        "missing_required_parameter",
+        id="response-format-json-schema-unnamed",
     ),
+    pytest.param(
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 1}}},
+        "response_format.json_schema.schema",
+        "invalid_type",
+        id="response-format-schema-number",
+    ),
+    pytest.param(
+        {"response_format": {"type": "json_object"}, "grammar": 'root ::= "a"'},
+        "grammar",
+        "invalid_value",
+        id="grammar-and-response-format",
+    ),
+    pytest.param({"grammar": ""}, "grammar", "invalid_value", id="grammar-empty"),
+    pytest.param({"top_k": -1}, "top_k", "invalid_value", id="top-k-negative"),
+    pytest.param({"min_p": 1.5}, "min_p", "invalid_value", id="min-p-above-one"),
+    pytest.param({"repeat_penalty": 0}, "repeat_penalty", "invalid_value", id="repeat-zero"),
     pytest.param(
         {"response_format": {"type": "xml"}},
         "response_format.type",
@@ -504,7 +552,12 @@ BAD_COMMON_FIELDS: list[Any] = [
         "invalid_type",
         id="stream-options-bool",
     ),
-    pytest.param({"logit_bias": {"50256": -100}}, "logit_bias", "unsupported_parameter", id="lb"),
+    pytest.param({"logit_bias": {"fifty": -100}}, "logit_bias", "invalid_value", id="lb-key"),
+    pytest.param({"logit_bias": {"-3": 1}}, "logit_bias", "invalid_value", id="lb-negative"),
+    pytest.param(
+        {"logit_bias": {"50256": -101}}, "logit_bias[50256]", "invalid_value", id="lb-range"
+    ),
+    pytest.param({"logit_bias": {"7": "up"}}, "logit_bias.7", "invalid_type", id="lb-type"),
     pytest.param({"user": 7}, "user", "invalid_type", id="user-number"),
     pytest.param({"frobnicate": True}, "frobnicate", "unknown_parameter", id="unknown-field"),
 ]
@@ -592,9 +645,9 @@ def test_a_number_too_large_to_be_finite_is_rejected() -> None:
             "'assistant', 'developer' or 'tool', but got \"robot\" instead.",
         ),
         (
-            {"response_format": {"type": "json_object"}},
-            "Unsupported value for 'response_format.type': 'json_object' is not supported yet; "
-            "only 'text' is.",
+            {"logit_bias": {"50256": 200.5}},
+            "Invalid value for 'logit_bias[50256]': expected a number between -100 and 100, "
+            "but got 200.5 instead.",
         ),
     ],
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -100,3 +102,59 @@ def test_api_keys_are_enforced_for_the_sdk(tmp_path: Path) -> None:
         assert list(right.models.list()) == []
     finally:
         plane.stop()
+
+
+def test_json_schema_response_format(client: openai.OpenAI, smollm2_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    completion = client.chat.completions.create(
+        model=smollm2_path.stem,
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        max_tokens=60,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": schema, "strict": True},
+        },
+    )
+    content = completion.choices[0].message.content
+    assert content is not None
+    jsonschema.validate(json.loads(content), schema)
+
+
+def test_a_repeated_conversation_reports_cached_prompt_tokens(
+    client: openai.OpenAI, smollm2_path: Path
+) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You answer in one short sentence. " * 20},
+        {"role": "user", "content": "What colour is the sky?"},
+    ]
+    first = client.chat.completions.create(
+        model=smollm2_path.stem, messages=messages, max_tokens=8, temperature=0
+    )
+    messages.append({"role": "assistant", "content": first.choices[0].message.content or ""})
+    messages.append({"role": "user", "content": "And the grass?"})
+    second = client.chat.completions.create(
+        model=smollm2_path.stem, messages=messages, max_tokens=8, temperature=0
+    )
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached is not None and cached > 100
+    assert cached < second.usage.prompt_tokens
+
+
+def test_an_unknown_logit_bias_token_is_a_bad_request(
+    client: openai.OpenAI, smollm2_path: Path
+) -> None:
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model=smollm2_path.stem,
+            messages=[{"role": "user", "content": "hi"}],
+            logit_bias={"9999999": 5},
+        )
+    assert bad.value.code == "invalid_logit_bias"
+    assert bad.value.param == "logit_bias"
