@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from control_plane.jobs import InferenceJob
-from paddler.protocol import AgentState, Message
+from paddler.protocol import AgentState, EngineStats, Message
 
 
 @dataclass(eq=False)
@@ -25,6 +25,8 @@ class AgentLink:
     embeddings: bool = False  # serves embedding jobs too
     state: AgentState = "loading"
     issues: tuple[str, ...] = ()
+    engine: EngineStats | None = None  # the agent engine's figures from its last status
+    download_progress: float | None = None
     jobs: dict[str, InferenceJob] = field(default_factory=dict)
     connected_at: float = field(default_factory=time.time)
     last_assigned_at: float = field(default_factory=time.monotonic)

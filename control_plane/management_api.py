@@ -31,6 +31,8 @@ def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
         "slots_total": link.slots if link else 0,
         "slots_busy": len(link.jobs) if link else 0,
         "embeddings": link.embeddings if link else False,
+        "engine": link.engine.model_dump() if link and link.engine else None,
+        "download_progress": link.download_progress if link else None,
         "remote_address": link.remote_address if link else None,
         "instance_id": link.instance_id if link else None,
         "first_seen": record.first_seen.isoformat(),

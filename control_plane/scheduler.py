@@ -138,6 +138,8 @@ class Scheduler:
                         logger.warning("agent %s reports: %s", link.name, issue)
                 link.state = message.state
                 link.issues = message.issues
+                link.engine = message.engine
+                link.download_progress = message.download_progress
                 if became_ready:
                     logger.info("agent %s is ready with %d slots", link.name, link.slots)
                     self.pump(link.pool)

@@ -279,6 +279,30 @@ def test_control_plane_restart_agent_reconnects_and_pools_survive(
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "agent_not_found"
 
 
+def test_agents_report_their_engine_figures(
+    control_plane: ControlPlane, start_agent: StartAgent, smollm2_path: Path
+) -> None:
+    start_agent("busy", slots=2)
+    body = chat_body(pool_name(smollm2_path))
+    for _ in range(2):  # the second request finds the first one's prompt in the cache
+        response = httpx.post(control_plane.inference_url + "/v1/chat/completions", json=body)
+        assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] == usage["prompt_tokens"] - 1
+
+    def engine() -> dict[str, Any]:
+        agent = control_plane.agent("busy")
+        assert agent is not None
+        figures: dict[str, Any] = agent["engine"] or {}
+        return figures
+
+    wait_until(lambda: engine().get("kv_cells_used", 0) > 0, what="engine figures")
+    figures = engine()
+    assert figures["kv_cells_total"] >= 2 * 1024
+    assert figures["active_sequences"] == 0
+    assert 0 < figures["prompt_cache_hit_rate"] < 1
+
+
 def test_agent_with_wrong_token_is_refused(
     control_plane: ControlPlane, tmp_path: Path, smollm2_path: Path
 ) -> None:
