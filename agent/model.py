@@ -62,6 +62,7 @@ class Model:
         self.bos_token = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos_token = int(llama_cpp.llama_vocab_eos(self.vocab))
         self.metadata = _read_metadata(pointer)
+        self._pieces: dict[int, bytes] = {}
 
     @classmethod
     def load(cls, path: Path) -> Model:
@@ -113,6 +114,14 @@ class Model:
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes of one token (``special``: include control tokens' own text)."""
+        if special:
+            return self._render_piece(token, special=True)
+        cached = self._pieces.get(token)
+        if cached is None:
+            cached = self._pieces[token] = self._render_piece(token, special=False)
+        return cached
+
+    def _render_piece(self, token: int, *, special: bool) -> bytes:
         size = 64
         while True:
             buffer = ctypes.create_string_buffer(size)
