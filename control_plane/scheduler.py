@@ -16,6 +16,7 @@ from collections import Counter, deque
 from control_plane.balancer import choose_agent
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from control_plane.observer import SchedulerObserver
 from paddler import protocol
 
 logger = logging.getLogger("paddler.scheduler")
@@ -29,8 +30,16 @@ class BufferFull(Exception):
 
 
 class Scheduler:
-    def __init__(self, fleet: Fleet, *, max_buffered: int, max_attempts: int) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        max_buffered: int,
+        max_attempts: int,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
         self.fleet = fleet
+        self.observer = observer or SchedulerObserver()
         self.max_buffered = max_buffered
         self.max_attempts = max_attempts
         self.counters: Counter[str] = Counter()
@@ -47,10 +56,12 @@ class Scheduler:
         )
         if no_free_slot and len(queue) >= self.max_buffered:
             self.counters["rejected_buffer_full"] += 1
+            self.observer.job_rejected(job)
             logger.warning("rejected job %s: buffer of %s is full", job.id, job.pool)
             raise BufferFull(job.pool, len(queue))
         queue.append(job)
         self.counters["submitted"] += 1
+        self.observer.job_submitted(job)
         self.pump(job.pool)
         if job.waiting:
             logger.info("buffered job %s for %s at position %d", job.id, job.pool, len(queue))
@@ -61,6 +72,7 @@ class Scheduler:
             return
         job.withdrawn = True
         self.counters[f"withdrawn_{reason}"] += 1
+        self.observer.job_withdrawn(job, reason)
         if job.agent is None:
             self._queues[job.pool].remove(job)
             logger.info("job %s left the queue of %s: %s", job.id, job.pool, reason)
@@ -104,6 +116,7 @@ class Scheduler:
         link.last_assigned_at = time.monotonic()
         link.send(protocol.Job(job_id=job.id, request=job.request))
         self.counters["dispatched"] += 1
+        self.observer.job_dispatched(job, link)
         waited = time.monotonic() - job.enqueued_at
         logger.info(
             "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy)",
@@ -140,12 +153,15 @@ class Scheduler:
                 link.issues = message.issues
                 link.engine = message.engine
                 link.download_progress = message.download_progress
+                self.observer.agent_status(link, message)
                 if became_ready:
                     logger.info("agent %s is ready with %d slots", link.name, link.slots)
                     self.pump(link.pool)
             case protocol.Token():
                 job = link.jobs.get(message.job_id)
                 if job is not None and not job.withdrawn:
+                    if not job.started:
+                        self.observer.job_started(job)
                     job.started = True
                     job.events.put_nowait(TextPiece(message.text))
             case protocol.Done() | protocol.Embeddings():
@@ -165,6 +181,7 @@ class Scheduler:
             logger.warning("agent %s finished unknown job %s", link.name, job_id)
             return
         job.finished = True
+        self.observer.job_finished(job, link, outcome)
         if isinstance(outcome, Failed):
             self.counters["failed"] += 1
             logger.warning("job %s failed on agent %s: %s", job.id, link.name, outcome.code)
@@ -187,6 +204,7 @@ class Scheduler:
                 job.agent = None
                 queue.appendleft(job)
                 self.counters["requeued"] += 1
+                self.observer.job_requeued(job, link)
                 logger.warning(
                     "agent %s lost before job %s started; requeued at the head", link.name, job.id
                 )
@@ -195,9 +213,9 @@ class Scheduler:
                 job.finished = True
                 self.counters["agent_lost"] += 1
                 logger.warning("agent %s lost while running job %s", link.name, job.id)
-                job.events.put_nowait(
-                    Failed("agent_lost", f"agent {link.name} was lost while serving the request")
-                )
+                lost = Failed("agent_lost", f"agent {link.name} was lost while serving the request")
+                self.observer.job_finished(job, link, lost)
+                job.events.put_nowait(lost)
         self.pump(link.pool)
 
 

@@ -7,10 +7,13 @@ import logging
 
 from quart import current_app
 
+from control_plane.activity import RecentActivity
 from control_plane.api_keys import ApiKeys
 from control_plane.db import migrate
 from control_plane.db.store import PoolRecord, Store
 from control_plane.fleet import AgentLink, Fleet
+from control_plane.metrics import ServingMetrics
+from control_plane.observer import Observers
 from control_plane.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
 
@@ -29,11 +32,15 @@ class ControlPlane:
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self.settings = settings
         self.fleet = Fleet()
+        self.metrics = ServingMetrics()
+        self.activity = RecentActivity()
         self.scheduler = Scheduler(
             self.fleet,
             max_buffered=settings.max_buffered_requests,
             max_attempts=settings.max_dispatch_attempts,
+            observer=Observers([self.metrics, self.activity]),
         )
+        self.metrics.watch(self)
         self.api_keys = ApiKeys(settings.api_keys)
         self.pools: dict[str, PoolRecord] = {}
         self.closing = asyncio.Event()
