@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean-state
+.PHONY: run test lint typecheck unit bench bench-engine clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/serving_overhead.py
+
+# engine against llama.cpp's servers; set LLAMA_SERVER / LLAMA_BATCHED_BENCH for the native ones
+bench-engine: $(STAMP)
+	$(BIN)/python -c 'import fastapi, uvicorn, sse_starlette, starlette_context' 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/engine.py $(BENCH_ARGS)
 
 clean-state:
 	rm -rf .paddler

@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine import Engine
+from bench._common import (
+    Load,
+    control_plane,
+    engine_load,
+    http_load,
+    make_engine,
+    paddler_agent,
+)
 from paddler.models import bundled_model_path
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
-from tests.processes import Agent, ControlPlane
 
 PROMPT = "Write a long story about a lighthouse keeper."
 
@@ -41,35 +41,8 @@ def request(tokens: int) -> GenerationRequest:
     )
 
 
-async def engine_alone(model: Path, streams: int, tokens: int) -> tuple[float, float]:
-    engine = Engine(model, streams)
-    await engine.load()
-    await engine.generate(request(4), lambda _: None, threading.Event())  # warm-up, as below
-    first_tokens: list[float] = []
-    started = time.perf_counter()
-
-    async def one() -> int:
-        seen_first = False
-
-        def on_text(_: str) -> None:
-            nonlocal seen_first
-            if not seen_first:
-                seen_first = True
-                first_tokens.append(time.perf_counter() - started)
-
-        result = await engine.generate(request(tokens), on_text, threading.Event())
-        return result.usage.completion_tokens
-
-    produced = await asyncio.gather(*(one() for _ in range(streams)))
-    elapsed = time.perf_counter() - started
-    engine.close()
-    return sum(produced) / elapsed, statistics.mean(first_tokens)
-
-
-async def through_paddler(
-    plane: ControlPlane, model: Path, streams: int, tokens: int
-) -> tuple[float, float]:
-    body = {
+def body(model: Path, tokens: int) -> dict[str, object]:
+    return {
         "model": model.stem,
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": tokens,
@@ -77,60 +50,51 @@ async def through_paddler(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    first_tokens: list[float] = []
-    async with httpx.AsyncClient(base_url=plane.inference_url, timeout=120) as client:
-        started = time.perf_counter()
 
-        async def one() -> int:
-            first_seen = False
-            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: {"):
-                        continue
-                    chunk = json.loads(line.removeprefix("data: "))
-                    if chunk.get("usage"):
-                        return int(chunk["usage"]["completion_tokens"])
-                    if not first_seen and chunk["choices"][0]["delta"].get("content"):
-                        first_seen = True
-                        first_tokens.append(time.perf_counter() - started)
-            raise RuntimeError("the stream ended without usage")
 
-        produced = await asyncio.gather(*(one() for _ in range(streams)))
-        elapsed = time.perf_counter() - started
-    return sum(produced) / elapsed, statistics.mean(first_tokens)
+async def engine_alone(model: Path, streams: int, tokens: int) -> Load:
+    engine = make_engine(model, streams)
+    try:
+        await engine.load()
+        await engine_load(engine, [request(4)])  # warm-up, as below
+        return await engine_load(engine, [request(tokens)] * streams)
+    finally:
+        engine.close()
+
+
+def through_paddler(model: Path, streams: int, tokens: int) -> Load:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        control_plane(Path(directory)) as plane,
+        paddler_agent(plane, Path(directory), "bench", model, slots=streams),
+    ):
+
+        def load(bodies: list[dict[str, object]]) -> Load:
+            url, path = plane.inference_url, "/v1/chat/completions"
+            return asyncio.run(http_load(url, path, bodies, what="the control plane"))
+
+        load([body(model, 4)])  # warm-up, as above
+        return load([body(model, tokens)] * streams)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
     model = bundled_model_path()
 
-    direct_rate, direct_first = asyncio.run(engine_alone(model, args.streams, args.tokens))
-    with tempfile.TemporaryDirectory() as directory:
-        plane = ControlPlane(Path(directory), "--log-level", "warning")
-        plane.start()
-        agent = Agent(plane, Path(directory), "bench", model, slots=args.streams)
-        agent.start()
-        try:
-            plane.wait_for_ready_agent("bench")
-            asyncio.run(through_paddler(plane, model, 1, 4))  # warm-up
-            paddler_rate, paddler_first = asyncio.run(
-                through_paddler(plane, model, args.streams, args.tokens)
-            )
-        finally:
-            agent.stop()
-            plane.stop()
+    direct = asyncio.run(engine_alone(model, args.streams, args.tokens))
+    paddler = through_paddler(model, args.streams, args.tokens)
 
     print(f"{args.streams} concurrent streams x {args.tokens} tokens, SmolLM2-135M Q4_1")
-    print(
-        f"  engine alone     {direct_rate:7.1f} tok/s   first token {direct_first * 1000:6.0f} ms"
-    )
-    print(
-        f"  through Paddler  {paddler_rate:7.1f} tok/s   first token {paddler_first * 1000:6.0f} ms"
-    )
-    print(f"  throughput ratio (Paddler / engine alone): {paddler_rate / direct_rate:.2f}")
+    for label, load in (("engine alone   ", direct), ("through Paddler", paddler)):
+        print(
+            f"  {label}  {load.tokens_per_second:7.1f} tok/s"
+            f"   first token {load.mean_first_token * 1000:6.0f} ms"
+        )
+    ratio = paddler.tokens_per_second / direct.tokens_per_second
+    print(f"  throughput ratio (Paddler / engine alone): {ratio:.2f}")
 
 
 if __name__ == "__main__":
