@@ -238,15 +238,14 @@ class CommandServer(ServerProcess):
             except httpx.TransportError:
                 return False
 
-        try:
+        with contextlib.suppress(AssertionError):  # timed out: said below, with the log
             wait_until(ready, timeout=timeout, what=f"{self.name} at {self.ready_url}")
-        except AssertionError as error:
-            raise BenchError(f"{error}\n{self.log_tail()}") from None
         if not self.running:
-            raise BenchError(f"{self.name} exited while starting\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 25) -> str:
-        return log_tail(self.name, self.log_path, lines)
+            raise start_failure(self.name, "exited while starting", self.log_path)
+        if not ready():
+            raise start_failure(
+                self.name, f"did not answer {self.ready_url} in {timeout:.0f} s", self.log_path
+            )
 
 
 def log_tail(name: str, path: Path, lines: int = 25) -> str:
@@ -255,6 +254,16 @@ def log_tail(name: str, path: Path, lines: int = 25) -> str:
     except OSError:
         return f"(no log from {name} at {path})"
     return f"--- last lines of {name}'s log ({path}) ---\n" + "\n".join(text)
+
+
+def start_failure(name: str, what_happened: str, path: Path) -> BenchError:
+    """A server did not start: its log's last line on the first line, then the log's tail."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    last = f": {lines[-1].strip()}" if lines else ""
+    return BenchError(f"{name} {what_happened}{last}\n{log_tail(name, path)}")
 
 
 @contextlib.contextmanager
@@ -274,11 +283,8 @@ def control_plane(directory: Path) -> Iterator[ControlPlane]:
     try:
         try:
             plane.start()
-        except AssertionError as error:
-            raise BenchError(
-                f"the control plane did not start: {str(error).splitlines()[0]}\n"
-                + log_tail("control plane", plane.log_path)
-            ) from None
+        except AssertionError:
+            raise start_failure("the control plane", "did not start", plane.log_path) from None
         yield plane
     finally:
         plane.stop()
@@ -309,9 +315,7 @@ def paddler_agent(
         found = plane.agent(name)
         if not agent_process.running or found is None or found["state"] != "ready":
             status = "exited" if not agent_process.running else "did not become ready in 120 s"
-            raise BenchError(
-                f"agent {name} {status}\n" + log_tail(f"agent {name}", agent_process.log_path)
-            )
+            raise start_failure(f"agent {name}", status, agent_process.log_path)
         yield agent_process
     finally:
         agent_process.stop()
