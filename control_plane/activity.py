@@ -6,12 +6,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_plane.fleet import AgentLink
 from control_plane.jobs import Failed, InferenceJob
 from control_plane.observer import SchedulerObserver
-from paddler import protocol
+
+if TYPE_CHECKING:
+    from control_plane.observer import JobOutcome
 
 RATE_WINDOW_SECONDS = 60.0
 ERRORS_KEPT = 20
@@ -61,12 +63,7 @@ class RecentActivity(SchedulerObserver):
     def job_rejected(self, job: InferenceJob) -> None:
         self._error(job.pool, "buffer_full", "rejected: the request buffer is full")
 
-    def job_finished(
-        self,
-        job: InferenceJob,
-        link: AgentLink,
-        outcome: protocol.Done | protocol.Embeddings | Failed,
-    ) -> None:
+    def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         if isinstance(outcome, Failed):
             self._error(job.pool, outcome.code, f"agent {link.name}: {outcome.message}")
             return

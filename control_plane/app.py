@@ -4,33 +4,60 @@ from __future__ import annotations
 
 from quart import Quart
 
+from control_plane.admin_access import AdminAccess
+from control_plane.admin_guard import install_admin_guard
+from control_plane.admin_token import ensure_admin_token
 from control_plane.agent_socket import agent_socket
+from control_plane.api_schema import install_api_schema
+from control_plane.dashboard import dashboard, install_template_filters, templates_directory
 from control_plane.errors import install_error_handlers
+from control_plane.fleet_api import fleet_api
 from control_plane.inference_api import inference_api
+from control_plane.inference_hooks import install_inference_hooks
+from control_plane.live_views import live_views
+from control_plane.login import login
 from control_plane.management_api import management_api
+from control_plane.metrics_endpoint import metrics_endpoint
+from control_plane.request_ids import install_request_ids
 from control_plane.state import CONFIG_KEY, ControlPlane
 
 
 def _base_app(name: str, state: ControlPlane) -> Quart:
-    app = Quart(name)
+    app = Quart(name, template_folder=str(templates_directory()))
     app.config[CONFIG_KEY] = state
     app.config["MAX_CONTENT_LENGTH"] = state.settings.max_request_bytes
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     install_error_handlers(app)
+    install_request_ids(app)
     return app
 
 
 def create_inference_app(state: ControlPlane) -> Quart:
     """Port 8061: the OpenAI-compatible API clients use."""
     app = _base_app("paddler.inference", state)
+    install_inference_hooks(app)
     app.register_blueprint(inference_api)
     return app
 
 
-def create_management_app(state: ControlPlane) -> Quart:
-    """Port 8060: agents, operators and monitoring."""
+def create_management_app(state: ControlPlane, admin_token: str | None = None) -> Quart:
+    """Port 8060: agents, operators (API, dashboard) and monitoring.
+
+    ``admin_token`` defaults to the configured one, else the one kept in the state directory.
+    """
     app = _base_app("paddler.management", state)
-    app.register_blueprint(management_api)
-    app.register_blueprint(agent_socket)
+    install_api_schema(app)
+    install_admin_guard(app, AdminAccess(admin_token or ensure_admin_token(state.settings)))
+    install_template_filters(app)
+    for blueprint in (
+        management_api,
+        fleet_api,
+        live_views,
+        metrics_endpoint,
+        login,
+        dashboard,
+        agent_socket,
+    ):
+        app.register_blueprint(blueprint)
     return app

@@ -23,6 +23,7 @@ from control_plane.snapshot import agent_snapshots, pool_snapshots
 from paddler import protocol
 
 if TYPE_CHECKING:
+    from control_plane.observer import JobOutcome
     from control_plane.state import ControlPlane
 
 AGENT_STATES: tuple[protocol.AgentState, ...] = ("loading", "ready", "draining", "error")
@@ -122,12 +123,7 @@ class ServingMetrics(SchedulerObserver):
     def job_requeued(self, job: InferenceJob, link: AgentLink) -> None:
         self.job_events.labels(job.pool, "requeued").inc()
 
-    def job_finished(
-        self,
-        job: InferenceJob,
-        link: AgentLink,
-        outcome: protocol.Done | protocol.Embeddings | Failed,
-    ) -> None:
+    def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         pool = job.pool
         if isinstance(outcome, Failed):
             event = "agent_lost" if outcome.code == "agent_lost" else "failed"

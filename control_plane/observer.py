@@ -7,12 +7,14 @@ Every hook runs synchronously on the event loop and must not raise or block.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
     from control_plane.fleet import AgentLink
     from control_plane.jobs import Failed, InferenceJob
     from paddler import protocol
+
+    JobOutcome: TypeAlias = protocol.Done | protocol.Embeddings | Failed
 
 
 class SchedulerObserver:
@@ -33,12 +35,7 @@ class SchedulerObserver:
     def job_requeued(self, job: InferenceJob, link: AgentLink) -> None:
         """``link`` vanished before ``job`` started; it waits again at the head of the queue."""
 
-    def job_finished(
-        self,
-        job: InferenceJob,
-        link: AgentLink,
-        outcome: protocol.Done | protocol.Embeddings | Failed,
-    ) -> None:
+    def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         """``job`` ended on ``link``: answered, or failed (``Failed``, also for a lost agent)."""
 
     def job_withdrawn(self, job: InferenceJob, reason: str) -> None:
@@ -74,12 +71,7 @@ class Observers(SchedulerObserver):
         for observer in self._observers:
             observer.job_requeued(job, link)
 
-    def job_finished(
-        self,
-        job: InferenceJob,
-        link: AgentLink,
-        outcome: protocol.Done | protocol.Embeddings | Failed,
-    ) -> None:
+    def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         for observer in self._observers:
             observer.job_finished(job, link, outcome)
 

@@ -90,6 +90,10 @@ class Scheduler:
     def queued(self, pool: str) -> int:
         return len(self._queues.get(pool, ()))
 
+    def buffered(self, pool: str) -> list[InferenceJob]:
+        """The jobs of ``pool`` waiting for a slot, oldest first."""
+        return list(self._queues.get(pool, ()))
+
     def pump(self, pool: str) -> None:
         """Dispatch waiting jobs, oldest first, to agents that can take them."""
         queue = self._queues.get(pool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddler.settings import require_log_level, require_positive, setting
+from paddler.settings import require_log_format, require_log_level, require_positive, setting
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,13 @@ class ControlPlaneSettings:
     max_request_bytes: int = setting(
         4 * 1024 * 1024, "largest request body accepted by the inference API (413 above)"
     )
+    admin_token: str = setting(
+        "",
+        "secret operators present to the management API and dashboard "
+        "(empty: generated once and kept in --state-dir/admin-token)",
+    )
     log_level: str = setting("info", "debug, info, warning or error")
+    log_format: str = setting("text", "text, or json for one JSON object per log line")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -57,6 +63,7 @@ class ControlPlaneSettings:
             "max_request_bytes",
         )
         require_log_level(self.log_level)
+        require_log_format(self.log_format)
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from agent.settings import AgentSettings
 from control_plane.settings import ControlPlaneSettings
 from paddler import __version__
+from paddler.log_format import configure_logging
 from paddler.settings import SettingsError, add_arguments, resolve
 
 if TYPE_CHECKING:
@@ -55,15 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -72,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(agent_settings.log_level)
             return run_agent(agent_settings)
         settings = resolve(ControlPlaneSettings, args, config_file=args.config)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if args.command == "db":
             return run_db(settings, args.action, args.revision)
         if args.command == "control-plane":

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 ENV_PREFIX = "PADDLER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 SettingsT = TypeVar("SettingsT")
 
@@ -41,6 +42,13 @@ def require_positive(settings: object, *names: str) -> None:
 def require_log_level(level: str) -> None:
     if level.lower() not in LOG_LEVELS:
         raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+
+
+def require_log_format(log_format: str) -> None:
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}"
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings_class: type[Any]) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 
 AGENT_TOKEN = "test-agent-token"
+ADMIN_TOKEN = "test-admin-token"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def free_port() -> int:
@@ -95,6 +97,8 @@ class ControlPlane(ServerProcess):
                 str(directory / "state"),
                 "--agent-token",
                 AGENT_TOKEN,
+                "--admin-token",
+                ADMIN_TOKEN,
                 *extra,
             ],
             directory / "control-plane.log",
@@ -119,14 +123,18 @@ class ControlPlane(ServerProcess):
         except httpx.TransportError:
             return False
 
+    def management_get(self, path: str, **params: Any) -> httpx.Response:
+        """GET a management route with the admin token."""
+        return httpx.get(self.management_url + path, headers=ADMIN_HEADERS, params=params)
+
     def agents(self) -> list[dict[str, Any]]:
-        response = httpx.get(self.management_url + "/api/v1/agents")
+        response = self.management_get("/api/v1/agents")
         response.raise_for_status()
         agents: list[dict[str, Any]] = response.json()["data"]
         return agents
 
     def pools(self) -> list[dict[str, Any]]:
-        response = httpx.get(self.management_url + "/api/v1/pools")
+        response = self.management_get("/api/v1/pools")
         response.raise_for_status()
         pools: list[dict[str, Any]] = response.json()["data"]
         return pools

@@ -239,7 +239,7 @@ def test_agent_killed_before_first_token_request_finished_by_another(
     response = result["response"]
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["finish_reason"] == "length"
-    counters = httpx.get(control_plane.management_url + "/api/v1/pools").json()["counters"]
+    counters = control_plane.management_get("/api/v1/pools").json()["counters"]
     assert counters["requeued"] == 1
 
 
@@ -271,11 +271,11 @@ def test_control_plane_restart_agent_reconnects_and_pools_survive(
     assert response.status_code == 200, response.text
     [record] = control_plane.agents()
     assert record["name"] == "steady" and record["connected"]
-    detail = httpx.get(control_plane.management_url + f"/api/v1/agents/{record['id']}").json()
+    detail = control_plane.management_get(f"/api/v1/agents/{record['id']}").json()
     newest, oldest = detail["connections"]
     assert newest["disconnected_at"] is None
     assert oldest["disconnected_at"] is not None and oldest["disconnect_reason"]
-    missing = httpx.get(control_plane.management_url + "/api/v1/agents/nope")
+    missing = control_plane.management_get("/api/v1/agents/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "agent_not_found"
 
 
@@ -462,7 +462,7 @@ def test_many_concurrent_requests_are_all_served_and_slots_return(
     assert all(response.json()["usage"]["completion_tokens"] == 20 for response in results)
     [pool] = control_plane.pools()
     assert pool["slots_busy"] == 0 and pool["requests_buffered"] == 0
-    counters = httpx.get(control_plane.management_url + "/api/v1/pools").json()["counters"]
+    counters = control_plane.management_get("/api/v1/pools").json()["counters"]
     assert counters["dispatched"] == counters["finished"] == 24
     log = control_plane.log(tail=None)
     served = [line for line in log.splitlines() if "finished on agent" in line]

@@ -1,0 +1,47 @@
+"""Hooks around every inference API request: browser access (CORS) and request counting.
+
+CORS lets the dashboard's playground, served from the management address, call this API
+from the browser; the API key (when required) still guards it.
+"""
+
+from __future__ import annotations
+
+from quart import Quart, Response, request
+
+from control_plane.state import current_control_plane
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "X-Request-Id",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def install_inference_hooks(app: Quart) -> None:
+    app.before_request(_answer_preflight)
+    app.after_request(_allow_browsers)
+    app.after_request(_count_request)
+
+
+async def _answer_preflight() -> Response | None:
+    """Browsers ask before a cross-origin POST; no API key is needed to ask."""
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return Response("", status=204, headers=PREFLIGHT_HEADERS)
+    return None
+
+
+async def _allow_browsers(response: Response) -> Response:
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def _count_request(response: Response) -> Response:
+    if request.method != "OPTIONS":
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        current_control_plane().metrics.count_request(route, response.status_code)
+    return response
