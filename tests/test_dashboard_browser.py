@@ -65,7 +65,10 @@ def test_dashboard_login_live_agent_playground_logout(
     expect(page.locator("#add-agent-command")).to_contain_text(
         f"paddler agent --control-plane {control_plane.management_url} --token"
     )
-    page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+    agent_row.locator("a").click()
+    expect(page.locator("#agent-status")).to_contain_text("ready")
+    expect(page.locator("#connections")).to_contain_text("still connected")
 
     page.click("text=Playground")
     expect(page.locator("#inference-url")).to_have_value(control_plane.inference_url)
@@ -74,6 +77,10 @@ def test_dashboard_login_live_agent_playground_logout(
     page.click("#send")
     expect(page.locator("#answer-status")).to_have_text("Done.")
     assert page.locator("#answer").inner_text().strip(), "no streamed text"
+
+    page.click("text=Overview")
+    expect(page.locator("#pools .slots")).to_have_text("0 / 2")
+    page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
 
     page.click("#logout")
     expect(page).to_have_url(control_plane.management_url + "/login")
