@@ -19,6 +19,7 @@ from control_plane.login import login
 from control_plane.management_api import management_api
 from control_plane.metrics_endpoint import metrics_endpoint
 from control_plane.request_ids import install_request_ids
+from control_plane.scaling_api import scaling_api
 from control_plane.state import CONFIG_KEY, ControlPlane
 
 
@@ -53,6 +54,7 @@ def create_management_app(state: ControlPlane, admin_token: str | None = None) -
     for blueprint in (
         management_api,
         fleet_api,
+        scaling_api,
         live_views,
         metrics_endpoint,
         login,

@@ -128,6 +128,20 @@ def buffer_timeout(waited_seconds: float | None = None, hint: str = "") -> OpenA
     )
 
 
+def capacity_unavailable(detail: str, retry_after_seconds: float | None = None) -> OpenAIError:
+    """The pool has no agent and cannot start one (its launches keep failing)."""
+    headers = (
+        {"Retry-After": str(max(1, math.ceil(retry_after_seconds)))} if retry_after_seconds else {}
+    )
+    return OpenAIError(
+        503,
+        f"No capacity is available for this model: {detail}. Please retry later.",
+        type=OVERLOADED,
+        code="capacity_unavailable",
+        headers=headers,
+    )
+
+
 def agent_lost(detail: str | None = None) -> OpenAIError:
     message = "The agent serving this request went away before it finished"
     return OpenAIError(

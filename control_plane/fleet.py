@@ -30,6 +30,11 @@ class AgentLink:
     jobs: dict[str, InferenceJob] = field(default_factory=dict)
     connected_at: float = field(default_factory=time.time)
     last_assigned_at: float = field(default_factory=time.monotonic)
+    # wall-clock times (time.time) the autoscaler reads: its last job ended (or it connected),
+    # its first "ready" status, its first token
+    idle_since: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    first_token_at: float | None = None
     connection_id: int = 0
     outbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
 

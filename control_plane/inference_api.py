@@ -97,6 +97,9 @@ def _submit(
     """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
     if model not in state.pools:
         raise errors.model_not_found(model)
+    failing = state.autoscaling.failing_reason(model)
+    if failing is not None and state.ready_agents(model) == 0:
+        raise errors.capacity_unavailable(failing)
     job = InferenceJob(pool=model, request=job_request)
     try:
         state.scheduler.submit(job)
@@ -107,6 +110,7 @@ def _submit(
         state.scheduler,
         buffer_timeout=state.settings.buffer_timeout,
         report_interval=state.settings.queue_report_interval,
+        expected_wait=lambda: state.autoscaling.expected_wait(model),
     )
     return job, updates
 
@@ -132,6 +136,11 @@ def _retry_after(state: ControlPlane, pool: str) -> int:
     if ready == 0:
         return max(1, math.ceil(state.settings.buffer_timeout / 2))
     return 1 + state.scheduler.queued(pool) // max(1, ready)
+
+
+def _expected(seconds: float | None) -> str:
+    """The expected wait of a queued comment, while a cold start is under way."""
+    return "" if seconds is None else f" expected_wait={seconds:.0f}s"
 
 
 async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
@@ -171,11 +180,13 @@ async def _stream(
     try:
         if job.waiting:
             position = state.scheduler.position(job)
-            yield openai_responses.sse_comment(f"queued position={position}")
+            expected = _expected(state.autoscaling.expected_wait(call.model))
+            yield openai_responses.sse_comment(f"queued position={position}{expected}")
         async for update in updates:
             if isinstance(update, Waiting):
                 yield openai_responses.sse_comment(
                     f"queued position={update.position} waited={update.seconds_waited:.0f}s"
+                    + _expected(update.expected_wait)
                 )
                 continue
             if chat and not sent_role:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from control_plane import errors
@@ -16,6 +16,7 @@ from paddler.protocol import Done, Embeddings
 class Waiting:
     position: int
     seconds_waited: float
+    expected_wait: float | None = None  # seconds until a cold start under way should serve
 
 
 Update = Waiting | TextPiece | Done | Embeddings
@@ -27,6 +28,7 @@ async def follow(
     *,
     buffer_timeout: float,
     report_interval: float,
+    expected_wait: Callable[[], float | None] = lambda: None,
 ) -> AsyncIterator[Update]:
     """Yield ``Waiting`` now and then while the job is buffered, then its outcome.
 
@@ -50,7 +52,9 @@ async def follow(
             event = await asyncio.wait_for(job.events.get(), timeout)
         except TimeoutError:
             if job.waiting:
-                yield Waiting(scheduler.position(job), loop.time() - job.enqueued_at)
+                yield Waiting(
+                    scheduler.position(job), loop.time() - job.enqueued_at, expected_wait()
+                )
             continue
         match event:
             case Requeued():
@@ -64,5 +68,7 @@ async def follow(
                 return
             case Failed(code="agent_lost"):
                 raise errors.agent_lost(event.message)
+            case Failed(code="capacity_unavailable"):
+                raise errors.capacity_unavailable(event.message)
             case Failed():
                 raise errors.agent_error(event.code, event.message)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from control_plane.autoscaler.settings import AutoscalerSettings
 from paddler.settings import require_log_format, require_log_level, require_positive, setting
 
 
 @dataclass(frozen=True)
-class ControlPlaneSettings:
+class ControlPlaneSettings(AutoscalerSettings):
     inference_addr: str = setting(
         "127.0.0.1:8061", "host:port of the public OpenAI-compatible inference API"
     )
@@ -63,6 +64,7 @@ class ControlPlaneSettings:
             "max_request_bytes",
         )
         require_log_level(self.log_level)
+        self.check_autoscaler()
         require_log_format(self.log_format)
 
     @property

@@ -9,6 +9,7 @@ from quart import current_app
 
 from control_plane.activity import RecentActivity
 from control_plane.api_keys import ApiKeys
+from control_plane.autoscaler.service import Autoscaling
 from control_plane.db import migrate
 from control_plane.db.store import PoolRecord, Store
 from control_plane.fleet import AgentLink, Fleet
@@ -34,11 +35,12 @@ class ControlPlane:
         self.fleet = Fleet()
         self.metrics = ServingMetrics()
         self.activity = RecentActivity()
+        self.autoscaling = Autoscaling(settings, self.fleet)
         self.scheduler = Scheduler(
             self.fleet,
             max_buffered=settings.max_buffered_requests,
             max_attempts=settings.max_dispatch_attempts,
-            observer=Observers([self.metrics, self.activity]),
+            observer=Observers([self.metrics, self.activity, self.autoscaling.observer]),
         )
         self.metrics.watch(self)
         self.api_keys = ApiKeys(settings.api_keys)
@@ -59,10 +61,12 @@ class ControlPlane:
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
         logger.info("state database ready; %d pool(s) known", len(self.pools))
+        await self.autoscaling.start(self.store, self.scheduler, self.ensure_pool)
         if not self.settings.agent_token:
             logger.warning("no --agent-token set: any agent that can reach this address may join")
 
     async def stop(self) -> None:
+        await self.autoscaling.stop()
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -1,12 +1,15 @@
-"""``paddler up``: a control plane and one local agent, ready to use in one command."""
+"""``paddler up``: a control plane and one local agent, ready to use in one command.
+
+The agent is started by the autoscaler's ``local`` provider with ``min_agents = 1``: it is a
+child process that is replaced if it crashes, and stopped when ``paddler up`` stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import sys
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,58 +23,56 @@ logger = logging.getLogger("paddler.up")
 AGENT_READY_TIMEOUT_SECONDS = 120.0
 
 
+def up_settings(
+    settings: ControlPlaneSettings, model: str | None, slots: int
+) -> ControlPlaneSettings:
+    """The settings of ``paddler up``: the local provider keeping at least one agent."""
+    agent_model = model or settings.agent_model or str(bundled_model_path())
+    min_agents = max(1, settings.min_agents)
+    agent_args = shlex.join(["--log-level", settings.log_level]) + " " + settings.agent_args
+    return replace(
+        settings,
+        agent_token=settings.agent_token or secrets.token_urlsafe(24),
+        provider="local",
+        min_agents=min_agents,
+        max_agents=max(min_agents, settings.max_agents),
+        agent_model=str(Path(agent_model).resolve()) if "://" not in agent_model else agent_model,
+        agent_slots=slots,
+        agent_args=agent_args.strip(),
+    )
+
+
 async def run_up(
     settings: ControlPlaneSettings, stop: asyncio.Event, model: str | None, slots: int
 ) -> None:
-    model_path = Path(model) if model else bundled_model_path()
-    if not settings.agent_token:
-        settings = replace(settings, agent_token=secrets.token_urlsafe(24))
-    state = ControlPlane(settings)
-    agent: asyncio.subprocess.Process | None = None
+    state = ControlPlane(up_settings(settings, model, slots))
+    state.autoscaling.terminate_on_exit = True
     background: set[asyncio.Task[None]] = set()
 
-    async def start_agent() -> None:
-        nonlocal agent
-        agent = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "paddler",
-            "agent",
-            "--control-plane",
-            f"http://{settings.management_addr}",
-            "--model",
-            str(model_path),
-            "--slots",
-            str(slots),
-            "--name",
-            "local-1",
-            "--log-level",
-            settings.log_level,
-            env={**os.environ, "PADDLER_TOKEN": settings.agent_token},
-        )
-        announcer = asyncio.create_task(_announce_when_ready(state, model_path.stem, agent, stop))
+    async def announce() -> None:
+        announcer = asyncio.create_task(_announce_when_ready(state, stop))
         background.add(announcer)
 
-    try:
-        await run_control_plane(state, stop, on_ready=start_agent)
-    finally:
-        if agent is not None and agent.returncode is None:
-            agent.terminate()
-            await agent.wait()
+    await run_control_plane(state, stop, on_ready=announce)
 
 
-async def _announce_when_ready(
-    state: ControlPlane, pool: str, agent: asyncio.subprocess.Process, stop: asyncio.Event
-) -> None:
+async def _announce_when_ready(state: ControlPlane, stop: asyncio.Event) -> None:
+    autoscaler = state.autoscaling.pool
+    assert autoscaler is not None, "paddler up runs the local provider"
+    pool = autoscaler.pool
     loop = asyncio.get_running_loop()
     deadline = loop.time() + AGENT_READY_TIMEOUT_SECONDS
     while state.ready_agents(pool) == 0:
-        if agent.returncode is not None:
-            logger.error("the local agent exited with code %s; stopping", agent.returncode)
+        if autoscaler.failing:
+            logger.error(
+                "the local agent failed to start; see its log in %s", state.settings.state_dir
+            )
             stop.set()
             return
         if loop.time() > deadline:
-            logger.error("the local agent did not become ready within %.0fs", deadline)
+            logger.error(
+                "the local agent did not become ready within %.0fs", AGENT_READY_TIMEOUT_SECONDS
+            )
             stop.set()
             return
         await asyncio.sleep(0.2)

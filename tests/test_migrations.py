@@ -25,7 +25,8 @@ from control_plane.db import migrate
 from control_plane.db.migrate import current, downgrade, head, upgrade
 from control_plane.db.models import Base
 
-TABLES = {"pools", "agents", "agent_connections"}
+INITIAL_TABLES = {"pools", "agents", "agent_connections"}
+TABLES = INITIAL_TABLES | {"instances", "scaling_events"}
 
 
 class PostgresServer:
@@ -135,8 +136,8 @@ def schema_differences(connection: Connection) -> list[Any]:
     return differences
 
 
-def test_head_is_the_initial_revision() -> None:
-    assert head() == "0001"
+def test_head_is_the_autoscaler_revision() -> None:
+    assert head() == "0002"
 
 
 def test_current_is_none_for_a_missing_database(tmp_path: Path) -> None:
@@ -159,6 +160,22 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     assert table_names(database_url) == TABLES
 
 
+def test_autoscaler_revision_up_and_down_keeps_the_initial_tables(database_url: str) -> None:
+    upgrade(database_url, "0001")
+    assert table_names(database_url) == INITIAL_TABLES
+
+    upgrade(database_url, "0002")
+    assert current(database_url) == "0002"
+    assert table_names(database_url) == TABLES
+
+    downgrade(database_url, "0001")
+    assert current(database_url) == "0001"
+    assert table_names(database_url) == INITIAL_TABLES
+
+    upgrade(database_url)
+    assert table_names(database_url) == TABLES
+
+
 def test_migrated_schema_matches_the_models(database_url: str) -> None:
     upgrade(database_url)
     assert run_sync(database_url, schema_differences) == []
@@ -174,6 +191,9 @@ def test_migrated_constraints_and_indexes(database_url: str) -> None:
             "agent_fks": inspector.get_foreign_keys("agents"),
             "connection_fks": inspector.get_foreign_keys("agent_connections"),
             "connection_indexes": inspector.get_indexes("agent_connections"),
+            "instance_unique": inspector.get_unique_constraints("instances"),
+            "instance_indexes": inspector.get_indexes("instances"),
+            "event_indexes": inspector.get_indexes("scaling_events"),
         }
 
     schema = run_sync(database_url, describe)
@@ -189,6 +209,17 @@ def test_migrated_constraints_and_indexes(database_url: str) -> None:
     assert connection_fk["options"].get("ondelete") == "CASCADE"
     assert [(ix["name"], ix["column_names"]) for ix in schema["connection_indexes"]] == [
         ("ix_agent_connections_agent_id", ["agent_id"])
+    ]
+    assert [(uq["name"], uq["column_names"]) for uq in schema["instance_unique"]] == [
+        ("uq_instances_provider_id", ["provider_id"])
+    ]
+    assert [
+        (ix["name"], ix["column_names"])
+        for ix in schema["instance_indexes"]
+        if ix["name"].startswith("ix_")  # PostgreSQL lists the unique constraint's index too
+    ] == [("ix_instances_pool", ["pool"])]
+    assert [(ix["name"], ix["column_names"]) for ix in schema["event_indexes"]] == [
+        ("ix_scaling_events_pool", ["pool"])
     ]
 
 

@@ -116,3 +116,42 @@ class AgentConnection(Base):
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     remote_address: Mapped[str | None] = mapped_column(String(255))
     disconnect_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Instance(Base):
+    """A machine (or local process) a provider started for a pool, and its cold start.
+
+    ``state`` is ``booting`` until its agent reports the model loaded, then ``ready``,
+    ``draining`` while it is being scaled down, and ``terminated`` for good (``reason`` says
+    why). The timestamps are the cold-start breakdown: the launch call, the provider reporting
+    it running, the agent's hello, the model loaded and the first token it produced.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[str] = mapped_column(String(128), unique=True)
+    pool: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    launched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    running_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    model_loaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_token_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ScalingEvent(Base):
+    """One thing the autoscaler did to a pool, with the machine count before and after."""
+
+    __tablename__ = "scaling_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    pool: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_count: Mapped[int] = mapped_column(Integer)
+    to_count: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,115 @@
+"""The autoscaler as a part of the control plane: built from its settings, started and stopped
+with it, and asked by the inference API how long a cold start should still take."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from control_plane.autoscaler.loop import PoolAutoscaler
+from control_plane.autoscaler.observer import AutoscalerObserver
+from control_plane.autoscaler.setup import build_policy, build_provider, build_spec
+from control_plane.db.scaling_store import ScalingStore
+from control_plane.db.store import PoolRecord, Store
+from control_plane.fleet import Fleet
+from control_plane.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from control_plane.settings import ControlPlaneSettings
+
+logger = logging.getLogger("paddler.autoscaler")
+
+STOP_TIMEOUT_SECONDS = 60.0
+
+EnsurePool = Callable[[str, str, int], Awaitable[PoolRecord]]
+
+
+class Autoscaling:
+    """At most one autoscaled pool per control plane (``--provider`` and ``--agent-*``)."""
+
+    def __init__(self, settings: ControlPlaneSettings, fleet: Fleet) -> None:
+        self.settings = settings
+        self.fleet = fleet
+        self.observer = AutoscalerObserver(self.wake)  # the scheduler's hooks feed it
+        self.provider = build_provider(settings, settings.state_dir)
+        self.terminate_on_exit = False  # `paddler up` stops its local agents when it stops
+        self.pool: PoolAutoscaler | None = None
+        self._store: ScalingStore | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> ScalingStore:
+        if self._store is None:
+            raise RuntimeError("autoscaling has not been started")
+        return self._store
+
+    async def start(self, store: Store, scheduler: Scheduler, ensure_pool: EnsurePool) -> None:
+        self._store = ScalingStore(store.engine)
+        if self.provider is None:
+            return
+        spec = build_spec(self.settings, self.settings.management_addr, self.settings.agent_token)
+        await ensure_pool(spec.pool, spec.model, spec.slots)
+        self.pool = PoolAutoscaler(
+            spec.pool,
+            build_policy(self.settings),
+            self.provider,
+            spec,
+            self.store,
+            self.fleet,
+            scheduler,
+            self.observer,
+            drain_timeout=self.settings.drain_timeout,
+        )
+        self._task = asyncio.create_task(self.pool.run(self._stop), name="autoscaler")
+        logger.info(
+            "autoscaling pool %s with the %s provider (%d to %d agents)",
+            spec.pool,
+            self.provider.name,
+            self.settings.min_agents,
+            self.settings.max_agents,
+        )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None and self.pool is not None:
+            self.pool.wake()  # the loop ends after the tick under way: no launch is cut short
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                logger.warning("the autoscaler did not stop within %.0fs", STOP_TIMEOUT_SECONDS)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self.pool is not None:
+            await self.pool.close(terminate=self.terminate_on_exit)
+
+    def wake(self, pool: str) -> None:
+        if self.pool is not None and self.pool.pool == pool:
+            self.pool.wake()
+
+    def expected_wait(self, pool: str) -> float | None:
+        if self.pool is None or self.pool.pool != pool:
+            return None
+        return self.pool.expected_wait()
+
+    def failing_reason(self, pool: str) -> str | None:
+        """Why ``pool`` cannot get capacity now (its boots keep failing); None if it can."""
+        if self.pool is None or self.pool.pool != pool:
+            return None
+        return self.pool.failing_reason()
+
+    def status(self) -> dict[str, Any]:
+        pool = self.pool
+        return {
+            "provider": self.settings.provider,
+            "cluster": self.settings.cluster,
+            "pool": pool.pool if pool else None,
+            "min_agents": self.settings.min_agents,
+            "max_agents": self.settings.max_agents,
+            "machines": pool.machines() if pool else 0,
+            "failing": pool.failing if pool else False,
+            "failed_boots": pool.failed_boots if pool else 0,
+        }

@@ -1,0 +1,210 @@
+"""Scale from zero with the local provider: real control plane, real agent processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from control_plane.providers.local import LocalProvider, LocalSettings
+from tests.autoscaler_helpers import (
+    autoscaled_plane,
+    client,
+    management,
+    scaling_actions,
+    sql,
+    stream_text,
+)
+from tests.processes import ControlPlane, wait_until
+
+POOL = "tiny-llama"  # the stem of the tiny model's file name
+
+
+@pytest.fixture
+def local_instances(tmp_path: Path) -> Iterator[Path]:
+    """Whatever the test's control planes launched is terminated at the end: a control plane
+    that stops (not `paddler up`) leaves its agents running for the next one to adopt."""
+    yield tmp_path
+    directory = tmp_path / "state" / "local-instances"
+    for cluster in directory.iterdir() if directory.exists() else ():
+        provider = LocalProvider(LocalSettings(state_dir=tmp_path / "state", cluster=cluster.name))
+        for instance in provider.list_instances():
+            provider.terminate(instance.provider_id)
+
+
+def instances(plane: ControlPlane) -> list[dict[str, object]]:
+    data: list[dict[str, object]] = management(plane, "/api/v1/instances")["data"]
+    return data
+
+
+def test_a_held_request_starts_an_agent_which_is_scaled_down_when_idle(
+    local_instances: Path, tiny_model_path: Path
+) -> None:
+    plane = autoscaled_plane(
+        local_instances,
+        tiny_model_path,
+        *("--provider", "local", "--min-agents", "0", "--scale-down-after", "2"),
+    )
+    plane.start()
+    try:
+        assert plane.agents() == []
+        assert [model.id for model in client(plane).models.list()] == [POOL]
+
+        started = time.monotonic()
+        assert stream_text(plane, POOL).strip()
+        cold_start = time.monotonic() - started
+
+        wait_until(lambda: instances(plane)[0]["first_token_at"] is not None)
+        [instance] = instances(plane)
+        assert instance["provider"] == "local"
+        breakdown = instance["cold_start_seconds"]
+        assert isinstance(breakdown, dict)
+        assert 0 <= breakdown["registered"] <= breakdown["model_loaded"] <= cold_start
+        assert breakdown["first_token"] is not None
+
+        def terminated() -> bool:
+            return [i["state"] for i in instances(plane)] == ["terminated"]
+
+        wait_until(terminated, timeout=30, what=f"the idle agent terminated\n{plane.log()}")
+        wait_until(lambda: plane.agents() == [] or not any(a["connected"] for a in plane.agents()))
+        actions = scaling_actions(local_instances)
+        assert actions[:3] == ["launch", "drain", "terminate"], actions
+        [(reason, from_count, to_count)] = sql(
+            local_instances,
+            "SELECT reason, from_count, to_count FROM scaling_events WHERE action = 'launch'",
+        )
+        assert (from_count, to_count) == (0, 1)
+        assert "demand 1 slots exceeds capacity 0" in reason
+        events = management(plane, "/api/v1/scaling-events")["data"]
+        assert [event["action"] for event in events][-3:] == ["terminate", "drain", "launch"]
+
+        # The next cold start: its queued comments say how long the last one took.
+        body = {"model": POOL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+        comments = []
+        with httpx.stream(
+            "POST", plane.inference_url + "/v1/chat/completions", json=body, timeout=60
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    comments.append(line)
+        assert comments and all("queued position=1" in c for c in comments)
+        assert any("expected_wait=" in c for c in comments), comments
+    finally:
+        plane.stop()
+
+
+def write_garbage_model(directory: Path) -> Path:
+    path = directory / "garbage.gguf"
+    path.write_bytes(b"GGUF" + os.urandom(4096))
+    return path
+
+
+@pytest.mark.parametrize("model", ["garbage", "missing"])
+def test_agents_that_never_get_ready_are_replaced_then_requests_get_503(
+    local_instances: Path, model: str
+) -> None:
+    path = (
+        write_garbage_model(local_instances)
+        if model == "garbage"  # loads no model: registers, never ready, times out
+        else local_instances / "missing.gguf"  # the agent exits at once
+    )
+    plane = autoscaled_plane(
+        local_instances,
+        path,
+        *("--provider", "local", "--boot-timeout", "3", "--max-boot-attempts", "2"),
+    )
+    plane.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as raised:
+            client(plane).chat.completions.create(
+                model=path.stem, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+        waited = time.monotonic() - started
+        assert raised.value.status_code == 503
+        assert raised.value.code == "capacity_unavailable"
+        assert waited < 20, f"waited {waited:.1f}s: the buffer timeout is 60s"
+
+        # Once failing, a new request gets its 503 at once, before any stream starts.
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as again:
+            stream_text(plane, path.stem)
+        assert again.value.status_code == 503
+        assert time.monotonic() - started < 2
+
+        actions = scaling_actions(local_instances)
+        failure = "replace" if model == "garbage" else "boot_failed"
+        assert actions.count("launch") == 2 and actions.count(failure) == 2, actions
+        assert actions[-1] == "mark_failing", actions
+        assert all(i["state"] == "terminated" for i in instances(plane))
+        assert management(plane, "/api/v1/instances")["autoscaler"]["failing"] is True
+    finally:
+        plane.stop()
+
+
+def test_a_control_plane_restarted_while_an_agent_boots_adopts_it(
+    local_instances: Path, tiny_model_path: Path
+) -> None:
+    plane = autoscaled_plane(
+        local_instances,
+        tiny_model_path,
+        *("--provider", "local", "--min-agents", "1", "--boot-timeout", "60"),
+    )
+    plane.start()
+    try:
+        wait_until(lambda: len(instances(plane)) == 1, what="the min_agents launch")
+        [instance] = instances(plane)
+        provider_id = str(instance["provider_id"])
+        record = local_instances / "state" / "local-instances"
+        [cluster] = list(record.iterdir())
+        provider = LocalProvider(
+            LocalSettings(state_dir=local_instances / "state", cluster=cluster.name)
+        )
+        pid = int(provider.list_instances()[0].details["pid"])
+        os.kill(pid, signal.SIGSTOP)  # keep it booting while the control plane restarts
+        plane.stop()
+        assert sql(local_instances, "SELECT state FROM instances") == [("booting",)]
+
+        plane.start()
+        time.sleep(2)  # a few ticks: a duplicate launch would happen now
+        os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: instances(plane)[0]["state"] == "ready", what=f"ready\n{plane.log()}")
+
+        assert [i["provider_id"] for i in instances(plane)] == [provider_id]
+        assert [r.provider_id for r in provider.list_instances()] == [provider_id]
+        assert scaling_actions(local_instances).count("launch") == 1
+    finally:
+        plane.stop()
+
+
+def test_a_crashed_agent_is_replaced_to_keep_min_agents(
+    local_instances: Path, tiny_model_path: Path
+) -> None:
+    plane = autoscaled_plane(
+        local_instances, tiny_model_path, *("--provider", "local", "--min-agents", "1")
+    )
+    plane.start()
+    try:
+        wait_until(lambda: [i["state"] for i in instances(plane)] == ["ready"], what="min 1")
+        [first] = instances(plane)
+        pid = next(a for a in plane.agents() if a["connected"])["instance_id"]
+        assert pid == first["provider_id"]
+        record = next((local_instances / "state" / "local-instances").glob(f"*/{pid}.json"))
+        os.kill(int(json.loads(record.read_text())["pid"]), signal.SIGKILL)
+
+        def replaced() -> bool:
+            states = {str(i["provider_id"]): i["state"] for i in instances(plane)}
+            return states.get(pid) == "terminated" and list(states.values()).count("ready") == 1
+
+        wait_until(replaced, timeout=30, what=f"a replacement\n{plane.log()}")
+        assert stream_text(plane, POOL).strip()
+        assert scaling_actions(local_instances) == ["launch", "gone", "launch"]
+    finally:
+        plane.stop()
