@@ -17,6 +17,7 @@ from agent.backoff import Backoff
 from agent.embedding_service import EmbeddingService
 from agent.engine import Engine, EngineError
 from paddler import __version__, protocol
+from paddler.log_format import current_request_id
 
 logger = logging.getLogger("paddler.agent")
 
@@ -231,11 +232,19 @@ class AgentRunner:
         def emit(text: str) -> None:
             outbox.put_nowait(protocol.Token(job_id=job.job_id, text=text))
 
+        current_request_id.set(job.request_id)  # this task's log lines carry it
+        logger.info("running job %s (%s)", job.job_id, job.request.kind)
         try:
             if isinstance(job.request, protocol.EmbeddingRequest):
                 outbox.put_nowait(await self._embed(job.job_id, job.request))
                 return
             result = await self.engine.generate(job.request, emit, stop)
+            logger.info(
+                "job %s done: %s, %d tokens",
+                job.job_id,
+                result.finish_reason,
+                result.usage.completion_tokens,
+            )
             outbox.put_nowait(
                 protocol.Done(
                     job_id=job.job_id,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paddler.settings import SettingsError, require_log_level, require_positive, setting
+from paddler.settings import (
+    SettingsError,
+    require_log_format,
+    require_log_level,
+    require_positive,
+    setting,
+)
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,11 @@ class AgentSettings:
         30.0, "seconds running jobs may take to finish when the agent is asked to stop"
     )
     log_level: str = setting("info", "debug, info, warning or error")
+    log_format: str = setting("text", "text, or json for one JSON object per log line")
 
     def __post_init__(self) -> None:
         require_positive(self, "slots", "context_size", "batch_size", "reconnect_max_delay")
         if self.threads < 0 or self.shutdown_grace < 0 or self.kv_size < 0:
             raise SettingsError("threads, kv_size and shutdown_grace cannot be negative")
         require_log_level(self.log_level)
+        require_log_format(self.log_format)

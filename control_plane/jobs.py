@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from paddler.log_format import current_request_id
 from paddler.protocol import Done, EmbeddingRequest, Embeddings, JobRequest
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class InferenceJob:
     pool: str
     request: JobRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=current_request_id.get)  # of the client request
     enqueued_at: float = field(default_factory=time.monotonic)
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
     agent: AgentLink | None = None

@@ -75,10 +75,18 @@ class Scheduler:
         self.observer.job_withdrawn(job, reason)
         if job.agent is None:
             self._queues[job.pool].remove(job)
-            logger.info("job %s left the queue of %s: %s", job.id, job.pool, reason)
+            logger.info(
+                "job %s left the queue of %s: %s", job.id, job.pool, reason, extra=_tagged(job)
+            )
         else:
             job.agent.send(protocol.Cancel(job_id=job.id))
-            logger.info("cancelling job %s on agent %s: %s", job.id, job.agent.name, reason)
+            logger.info(
+                "cancelling job %s on agent %s: %s",
+                job.id,
+                job.agent.name,
+                reason,
+                extra=_tagged(job),
+            )
 
     def position(self, job: InferenceJob) -> int:
         """1-based place of a waiting job in its pool's queue (0 if it is not waiting)."""
@@ -118,7 +126,7 @@ class Scheduler:
         job.attempts += 1
         link.jobs[job.id] = job
         link.last_assigned_at = time.monotonic()
-        link.send(protocol.Job(job_id=job.id, request=job.request))
+        link.send(protocol.Job(job_id=job.id, request=job.request, request_id=job.request_id))
         self.counters["dispatched"] += 1
         self.observer.job_dispatched(job, link)
         waited = time.monotonic() - job.enqueued_at
@@ -130,6 +138,7 @@ class Scheduler:
             waited,
             len(link.jobs),
             link.slots,
+            extra=_tagged(job),
         )
         job.events.put_nowait(Dispatched(agent_name=link.name, attempt=job.attempts))
 
@@ -188,10 +197,18 @@ class Scheduler:
         self.observer.job_finished(job, link, outcome)
         if isinstance(outcome, Failed):
             self.counters["failed"] += 1
-            logger.warning("job %s failed on agent %s: %s", job.id, link.name, outcome.code)
+            logger.warning(
+                "job %s failed on agent %s: %s", job.id, link.name, outcome.code, extra=_tagged(job)
+            )
         else:
             self.counters["finished"] += 1
-            logger.info("job %s finished on agent %s: %s", job.id, link.name, _summary(outcome))
+            logger.info(
+                "job %s finished on agent %s: %s",
+                job.id,
+                link.name,
+                _summary(outcome),
+                extra=_tagged(job),
+            )
         if not job.withdrawn:
             job.events.put_nowait(outcome)
         self.pump(link.pool)
@@ -210,17 +227,27 @@ class Scheduler:
                 self.counters["requeued"] += 1
                 self.observer.job_requeued(job, link)
                 logger.warning(
-                    "agent %s lost before job %s started; requeued at the head", link.name, job.id
+                    "agent %s lost before job %s started; requeued at the head",
+                    link.name,
+                    job.id,
+                    extra=_tagged(job),
                 )
                 job.events.put_nowait(Requeued(agent_name=link.name))
             else:
                 job.finished = True
                 self.counters["agent_lost"] += 1
-                logger.warning("agent %s lost while running job %s", link.name, job.id)
+                logger.warning(
+                    "agent %s lost while running job %s", link.name, job.id, extra=_tagged(job)
+                )
                 lost = Failed("agent_lost", f"agent {link.name} was lost while serving the request")
                 self.observer.job_finished(job, link, lost)
                 job.events.put_nowait(lost)
         self.pump(link.pool)
+
+
+def _tagged(job: InferenceJob) -> dict[str, str]:
+    """Log ``extra`` that ties a line to the client request (see paddler/log_format.py)."""
+    return {"request_id": job.request_id}
 
 
 def _summary(outcome: protocol.Done | protocol.Embeddings) -> str:

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "agent":
             agent_settings = resolve(AgentSettings, args, config_file=args.config)
-            configure_logging(agent_settings.log_level)
+            configure_logging(agent_settings.log_level, agent_settings.log_format)
             return run_agent(agent_settings)
         settings = resolve(ControlPlaneSettings, args, config_file=args.config)
         configure_logging(settings.log_level, settings.log_format)

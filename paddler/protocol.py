@@ -202,6 +202,7 @@ class Job(Message):
     job_id: str
     request: JobRequest
     deadline: float | None = None
+    request_id: str = ""  # the client request's id (X-Request-Id), for the agent's logs
 
 
 class Cancel(Message):
