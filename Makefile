@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-engine clean-state
+.PHONY: run test lint typecheck unit bench bench-engine bench-cold-start clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-engine: $(STAMP)
 	$(BIN)/python -c 'import fastapi, uvicorn, sse_starlette, starlette_context' 2>/dev/null \
 		|| $(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/engine.py $(BENCH_ARGS)
+
+bench-cold-start: $(STAMP)
+	$(BIN)/python bench/cold_start.py $(BENCH_ARGS)
 
 clean-state:
 	rm -rf .paddler
