@@ -13,6 +13,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
+from control_plane.admin_token import admin_token_path, ensure_admin_token
 from control_plane.server import run_control_plane
 from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
@@ -45,18 +46,23 @@ def up_settings(
 async def run_up(
     settings: ControlPlaneSettings, stop: asyncio.Event, model: str | None, slots: int
 ) -> None:
-    state = ControlPlane(up_settings(settings, model, slots))
+    settings = up_settings(settings, model, slots)
+    admin_token_kept = not settings.admin_token
+    settings = replace(settings, admin_token=ensure_admin_token(settings))
+    state = ControlPlane(settings)
     state.autoscaling.terminate_on_exit = True
     background: set[asyncio.Task[None]] = set()
 
     async def announce() -> None:
-        announcer = asyncio.create_task(_announce_when_ready(state, stop))
+        announcer = asyncio.create_task(_announce_when_ready(state, stop, admin_token_kept))
         background.add(announcer)
 
     await run_control_plane(state, stop, on_ready=announce)
 
 
-async def _announce_when_ready(state: ControlPlane, stop: asyncio.Event) -> None:
+async def _announce_when_ready(
+    state: ControlPlane, stop: asyncio.Event, admin_token_kept: bool
+) -> None:
     autoscaler = state.autoscaling.pool
     assert autoscaler is not None, "paddler up runs the local provider"
     pool = autoscaler.pool
@@ -78,12 +84,18 @@ async def _announce_when_ready(state: ControlPlane, stop: asyncio.Event) -> None
         await asyncio.sleep(0.2)
     base_url = f"http://{state.settings.inference_addr}/v1"
     auth = "\n    -H 'Authorization: Bearer YOUR_KEY' \\" if state.api_keys.required else ""
+    management = f"http://{state.settings.management_addr}"
+    token_source = (
+        f"kept in {admin_token_path(state.settings)}" if admin_token_kept else "from your settings"
+    )
     print(
         f"""
 Paddler is serving {pool!r}.
 
   OpenAI base URL:  {base_url}
-  Management API:   http://{state.settings.management_addr}/api/v1/pools
+  Dashboard:        {management}/
+  Admin token:      {state.settings.admin_token}  ({token_source})
+  Management API:   {management}/api/v1/pools  (Authorization: Bearer <admin token>)
 
   curl {base_url}/chat/completions -H 'Content-Type: application/json' \\{auth}
     -d '{{"model": "{pool}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'

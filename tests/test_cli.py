@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -71,6 +72,14 @@ def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
         base_url = f"http://127.0.0.1:{inference}/v1"
         assert f"OpenAI base URL:  {base_url}" in banner
         assert f"curl {base_url}/chat/completions" in banner
+        assert f"Dashboard:        http://127.0.0.1:{management}/" in banner
+        admin_token = (tmp_path / ".paddler" / "admin-token").read_text().strip()
+        assert f"Admin token:      {admin_token}  (kept in .paddler/admin-token)" in banner
+        pools = httpx.get(
+            f"http://127.0.0.1:{management}/api/v1/pools",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        )
+        assert pools.status_code == 200
         assert (tmp_path / ".paddler" / "state.db").is_file()
 
         client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
