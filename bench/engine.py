@@ -680,8 +680,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args()
+    if args.tokens < 2 or args.repeat < 1:
+        parser.error("--tokens must be at least 2 and --repeat at least 1")
     directory = Path(tempfile.mkdtemp(prefix="paddler-bench-"))
-    config = Config(bundled_model_path(), args.streams, args.tokens, max(1, args.repeat), directory)
+    config = Config(bundled_model_path(), args.streams, args.tokens, args.repeat, directory)
     code = 1
     try:
         with Interruption().installed() as interruption:
