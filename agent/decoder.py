@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import llama_cpp
@@ -57,8 +58,10 @@ class Decoder:
         batch_size: int,
         kv_size: int | None = None,
         prompt_cache: bool = True,
+        after_step: Callable[[], None] = lambda: None,
     ) -> None:
         self.model = model
+        self._after_step = after_step
         self.batch_size = batch_size
         self.prompt_cache = prompt_cache
         params = llama_cpp.llama_context_default_params()
@@ -133,8 +136,10 @@ class Decoder:
             except Exception as error:  # never let one bad step kill the thread
                 logger.exception("decoding step failed")
                 self._fail_all(EngineError(ENGINE_FAILURE, f"the engine failed: {error}"))
+            self._after_step()
         for sequence in [*self._active, *self._waiting, *self._inbox]:
             self._end(sequence, "cancelled")
+        self._after_step()
 
     def _admit(self) -> None:
         while self._waiting and self._free:

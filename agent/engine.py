@@ -86,6 +86,7 @@ class Engine:
         self._decoder: Decoder | None = None
         self._template = ChatTemplate.chatml()
         self._stats_mark = (time.monotonic(), 0)
+        self._mailboxes: dict[asyncio.AbstractEventLoop, _Mailbox] = {}
 
     @property
     def model_name(self) -> str:
@@ -117,6 +118,7 @@ class Engine:
                 batch_size=self.batch_size,
                 kv_size=self.kv_size,
                 prompt_cache=self.prompt_cache,
+                after_step=self._flush_mailboxes,
             )
         except BaseException:
             model.close()
@@ -213,11 +215,13 @@ class Engine:
         max_tokens = self._max_tokens(len(prompt), request.sampling.max_tokens)
         sampler = Sampler(request.sampling, vocab=model.vocab, n_vocab=model.n_vocab)
 
+        mailbox = self._mailboxes.setdefault(loop, _Mailbox(loop))
+
         def emit(text: str) -> None:
-            _call_soon(loop, on_text, text)
+            mailbox.post(on_text, text)
 
         def finish(outcome: Outcome | BaseException) -> None:
-            _call_soon(loop, _settle, finished, outcome)
+            mailbox.post(_settle, finished, outcome)
 
         return Sequence(
             prompt=prompt,
@@ -228,6 +232,10 @@ class Engine:
             stop=stop,
             text=TextStream(request.sampling.stop),
         )
+
+    def _flush_mailboxes(self) -> None:
+        for mailbox in list(self._mailboxes.values()):
+            mailbox.flush()
 
     def _prompt_text(self, request: GenerationRequest) -> str:
         if request.kind != "chat":
@@ -297,11 +305,32 @@ class Engine:
             self._model = None
 
 
-def _call_soon(
-    loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object
-) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-        loop.call_soon_threadsafe(callback, *args)
+class _Mailbox:
+    """Carries the decoder thread's callbacks to one event loop: one wake-up per step."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[..., None], tuple[object, ...]]] = []
+
+    def post(self, callback: Callable[..., None], *args: object) -> None:
+        with self._lock:
+            self._pending.append((callback, args))
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                self._loop.call_soon_threadsafe(_run_all, pending)
+
+
+def _run_all(callbacks: list[tuple[Callable[..., None], tuple[object, ...]]]) -> None:
+    for callback, args in callbacks:
+        try:
+            callback(*args)
+        except Exception:  # one failing callback must not keep the others' results back
+            logger.exception("a generation callback failed")
 
 
 def _settle(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import llama_cpp
+import numpy
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from agent.errors import EngineError
@@ -44,6 +45,19 @@ class Sampler:
     def __init__(self, sampling: SamplingParams, *, vocab: Any, n_vocab: int) -> None:
         self._chain = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
+        )
+        self._n_vocab = n_vocab
+        # Plain greedy needs no chain: an argmax over the logits is many times cheaper than
+        # llama.cpp's candidate list of the whole vocabulary, and picks the same token.
+        self._plain_greedy = (
+            sampling.temperature <= 0
+            and grammar_for(sampling) is None
+            and not (
+                sampling.logit_bias
+                or sampling.repeat_penalty != 1
+                or sampling.presence_penalty
+                or sampling.frequency_penalty
+            )
         )
         try:
             self._build(sampling, vocab, n_vocab)
@@ -88,6 +102,9 @@ class Sampler:
 
     def sample(self, context: Any, index: int) -> int:
         """Pick (and accept) a token from the logits at ``index`` of the last decoded batch."""
+        if self._plain_greedy:
+            logits = llama_cpp.llama_get_logits_ith(context, index)
+            return int(numpy.ctypeslib.as_array(logits, shape=(self._n_vocab,)).argmax())
         return int(llama_cpp.llama_sampler_sample(self._chain, context, index))
 
     def close(self) -> None:
