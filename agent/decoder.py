@@ -69,7 +69,9 @@ class Decoder:
         params.n_batch = params.n_ubatch = batch_size
         params.n_seq_max = slots
         params.n_threads = params.n_threads_batch = threads
-        # Own KV cells per slot, unless the operator overcommits one shared pool of cells.
+        # Own KV cells per slot (a sequence's attention never spans the others' cells, so a
+        # prompt decodes to the same tokens alone or in a batch), unless the operator
+        # overcommits one shared pool of cells.
         params.kv_unified = kv_size is not None
         params.no_perf = True
         self._context = llama_cpp.llama_init_from_model(model.pointer, params)
@@ -78,7 +80,6 @@ class Decoder:
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self.kv_cells_total = int(llama_cpp.llama_n_ctx(self._context))
-        self.sequence_context = int(llama_cpp.llama_n_ctx_seq(self._context))
         self.counters = DecoderCounters()
         self._slots = [SlotCache(seq_id) for seq_id in range(slots)]
         self._free = list(self._slots)
@@ -194,6 +195,9 @@ class Decoder:
         entries = self._plan()
         if not entries:
             return
+        # in sequence order: llama.cpp splits a batch whose sequences come out of order
+        # into more micro-batches when each slot has its own cells (~20% slower at 4 slots)
+        entries.sort(key=lambda entry: entry.sequence.seq_id)
         outputs = self._fill_batch(entries)
         result = int(llama_cpp.llama_decode(self._context, self._batch))
         if result != 0:
