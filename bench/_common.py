@@ -300,8 +300,8 @@ def paddler_agent(
     slots: int,
     extra: Sequence[str] = (),
 ) -> Iterator[Agent]:
-    """A real agent (``extra``: more agent flags), ready in ``plane``; stopped afterwards."""
-    agent_process = Agent(plane, directory, name, model, slots=slots)
+    """A real agent using every core (``extra``: more agent flags), ready in ``plane``."""
+    agent_process = Agent(plane, directory, name, model, slots=slots, threads=CORES)
     agent_process.args += list(extra)  # argparse: the last of a repeated flag wins
     try:
         agent_process.start()

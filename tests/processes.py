@@ -162,6 +162,7 @@ class Agent(ServerProcess):
         pool: str = "",
         token: str = AGENT_TOKEN,
         embeddings: bool = False,
+        threads: int = 1,
     ) -> None:
         args = [
             "agent",
@@ -175,10 +176,10 @@ class Agent(ServerProcess):
             name,
             "--context-size",
             "1024",
-            # one engine thread: tests run several processes on two cores, and llama.cpp's
-            # spinning worker threads slow to a crawl when they outnumber the cores
+            # one engine thread by default: tests run several processes on two cores, and
+            # llama.cpp's spinning worker threads slow to a crawl when they outnumber the cores
             "--threads",
-            "1",
+            str(threads),
             "--reconnect-max-delay",
             "1",
         ]
