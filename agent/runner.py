@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
@@ -16,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agent.backoff import Backoff
 from agent.embedding_service import EmbeddingService
 from agent.engine import Engine, EngineError
+from agent.model_sources import DownloadProgress, ModelSourceError, ProgressCallback
 from paddler import __version__, protocol
 from paddler.log_format import current_request_id
 
@@ -23,6 +25,9 @@ logger = logging.getLogger("paddler.agent")
 
 WELCOME_TIMEOUT_SECONDS = 10.0
 GOODBYE_TIMEOUT_SECONDS = 5.0
+LOGGED_PROGRESS_STEPS = 10  # log a download's progress every 10%
+
+FetchModel = Callable[[ProgressCallback], Awaitable[object]]
 
 
 def socket_url(control_plane: str) -> str:
@@ -50,8 +55,15 @@ class AgentRunner:
         reconnect_max_delay: float = 5.0,
         shutdown_grace: float = 30.0,
         embeddings: EmbeddingService | None = None,
+        model_source: str | None = None,
+        fetch_model: FetchModel | None = None,
     ) -> None:
+        """``fetch_model`` puts the model file where ``engine`` will load it from (a download,
+        reporting its progress), while the agent is already connected and ``loading``."""
         self.engine = engine
+        self.model_source = model_source or str(engine.model_path)
+        self.fetch_model = fetch_model
+        self.download_progress: float | None = None
         self.url = socket_url(control_plane)
         self.token = token
         self.name = name
@@ -109,6 +121,14 @@ class AgentRunner:
             self._outbox.put_nowait(protocol.Goodbye(reason="agent shutting down"))
 
     async def _load(self) -> None:
+        if self.fetch_model is not None:
+            try:
+                await self.fetch_model(self._on_download_progress)
+            except Exception as error:
+                unexpected = not isinstance(error, ModelSourceError)
+                logger.error("could not fetch the model: %s", error, exc_info=unexpected)
+                self._set_state("error", (f"model could not be fetched: {error}",))
+                return
         try:
             await self.engine.load()
             if self.embeddings is not None:
@@ -122,6 +142,18 @@ class AgentRunner:
         )
         self._set_state("ready")
 
+    def _on_download_progress(self, progress: DownloadProgress) -> None:
+        fraction = progress.fraction
+        previous = self.download_progress
+        self.download_progress = fraction
+        if fraction is not None and (
+            previous is None
+            or int(fraction * LOGGED_PROGRESS_STEPS) > int(previous * LOGGED_PROGRESS_STEPS)
+        ):
+            logger.info("model download %.0f%% (%d bytes)", fraction * 100, progress.done_bytes)
+        if self._outbox is not None:
+            self._outbox.put_nowait(self._status())
+
     def _set_state(self, state: protocol.AgentState, issues: tuple[str, ...] = ()) -> None:
         self.state = state
         self.issues = issues
@@ -134,6 +166,7 @@ class AgentRunner:
             slots_busy=self.engine.slots_busy,
             slots_total=self.engine.slots_total,
             model=self.engine.model_name,
+            download_progress=self.download_progress,
             issues=self.issues + self.engine.issues,
             engine=self.engine.stats(),
         )
@@ -177,7 +210,7 @@ class AgentRunner:
             version=__version__,
             slots=self.engine.slots_total,
             model=self.engine.model_name,
-            model_source=str(self.engine.model_path),
+            model_source=self.model_source,
             pool=self.pool,
             instance_id=self.instance_id,
             embeddings=self.embeddings is not None,

@@ -19,7 +19,19 @@ class AgentSettings:
         "http://127.0.0.1:8060", "the control plane's management address (http(s):// or ws(s)://)"
     )
     token: str = setting("", "the control plane's agent token")
-    model: str = setting("", "path to the GGUF model file to serve")
+    model: str = setting(
+        "", "GGUF model to serve: a file path, an http(s):// URL or s3://bucket/key"
+    )
+    model_sha256: str = setting(
+        "", "sha256 the model must have (a URL may end in #sha256=<hex> instead)"
+    )
+    model_cache: str = setting(
+        "", "directory downloaded models are kept in (default: ~/.cache/paddler/models)"
+    )
+    s3_endpoint_url: str = setting(
+        "", "S3 endpoint for s3:// models (default: AWS_ENDPOINT_URL or AWS's own)"
+    )
+    s3_region: str = setting("", "S3 region for s3:// models (default: AWS_REGION and co.)")
     pool: str = setting("", "pool (model name clients ask for); default: the model file's stem")
     slots: int = setting(4, "requests this agent serves at once")
     name: str = setting("", "name shown in the fleet (default: host name and process id)")

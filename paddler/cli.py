@@ -20,6 +20,7 @@ from paddler.settings import SettingsError, add_arguments, resolve
 
 if TYPE_CHECKING:
     from agent.embedding_service import EmbeddingService
+    from agent.model_sources import ModelFetcher
 
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -101,15 +102,17 @@ def _run_until_signalled(start: Main) -> int:
 
 def run_agent(settings: AgentSettings) -> int:
     from agent.engine import Engine
+    from agent.model_sources import ModelSourceError
     from agent.runner import AgentRunner
-    from paddler.models import ModelNotFound, bundled_model_path
+    from paddler.models import ModelNotFound
 
     try:
-        model = Path(settings.model) if settings.model else bundled_model_path()
-    except ModelNotFound as error:
+        fetcher = _model_fetcher(settings)
+    except (ModelNotFound, ModelSourceError) as error:
         print(f"paddler agent: {error}", file=sys.stderr)
         return 2
-    if not model.is_file():
+    model = fetcher.path  # for a remote source: where the download will be
+    if fetcher.source.kind == "local" and not model.is_file():
         print(f"paddler agent: model file not found: {model}", file=sys.stderr)
         return 2
     chat_template = None
@@ -139,11 +142,26 @@ def run_agent(settings: AgentSettings) -> int:
             reconnect_max_delay=settings.reconnect_max_delay,
             shutdown_grace=settings.shutdown_grace,
             embeddings=_embedding_service(settings, model),
+            model_source=fetcher.source.text,
+            fetch_model=fetcher.fetch,
         )
     except ValueError as error:
         print(f"paddler agent: {error}", file=sys.stderr)
         return 2
     return _run_until_signalled(runner.run)
+
+
+def _model_fetcher(settings: AgentSettings) -> ModelFetcher:
+    from agent.model_sources import ModelFetcher, default_cache_dir, parse_model_source
+    from paddler.models import bundled_model_path
+
+    source = parse_model_source(settings.model or str(bundled_model_path()), settings.model_sha256)
+    return ModelFetcher(
+        source,
+        Path(settings.model_cache) if settings.model_cache else default_cache_dir(),
+        s3_endpoint_url=settings.s3_endpoint_url or None,
+        s3_region=settings.s3_region or None,
+    )
 
 
 def _embedding_service(settings: AgentSettings, model: Path) -> EmbeddingService | None:

@@ -17,21 +17,18 @@ __all__ = ["localstack"]  # the session fixture, imported for pytest
 
 
 def test_launched_instances_join_and_leave_the_fleet(
-    localstack: LocalStack, control_plane: ControlPlane, tiny_model_path: Path, tmp_path: Path
+    localstack: LocalStack, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     cluster = f"standin-{uuid.uuid4().hex[:8]}"
     provider = EC2Provider(EC2Settings(cluster=cluster), client=localstack.client("ec2"))
     spec = AgentSpec(
-        pool="tiny",
+        pool="smollm2",
         control_plane_url=control_plane.management_url,
         agent_token=AGENT_TOKEN,
         model=localstack.seeded["model_url"],
         slots=1,
     )
-    # The agent cannot read s3:// sources yet: the stand-in's machines have the model on disk.
-    overrides = {"PADDLER_MODEL": str(tiny_model_path)}
-
-    with VMStandIn(localstack.client("ec2"), cluster, tmp_path, overrides=overrides) as vms:
+    with VMStandIn(localstack.client("ec2"), cluster, tmp_path) as vms:  # they fetch it from S3
         records = provider.launch(spec, count=2)
         ids = sorted(record.provider_id for record in records)
 
@@ -41,7 +38,7 @@ def test_launched_instances_join_and_leave_the_fleet(
 
         wait_until(joined, timeout=60, what=f"instances {ids} to join\n{control_plane.log()}")
         assert sorted(a["name"] for a in control_plane.agents()) == ids
-        assert {a["pool"] for a in control_plane.agents()} == {"tiny"}
+        assert {a["pool"] for a in control_plane.agents()} == {"smollm2"}
 
         gone, kept = ids
         provider.terminate(gone)

@@ -4,8 +4,10 @@ LocalStack records EC2 instances but boots nothing. This plays the part of each 
 watches LocalStack for running instances of a cluster, and for each one does what the boot
 script (control_plane/providers/user_data.py) does on a real instance — takes the ``PADDLER_*``
 settings from the instance's user data, adds the instance id, and starts ``paddler agent`` with
-them in its environment, as systemd does from /etc/paddler/agent.env. When the instance is
-terminated in LocalStack, its agent gets SIGTERM, as a shut-down machine's would.
+them in its environment, as systemd does from /etc/paddler/agent.env. Each machine has a disk of
+its own for the model cache, and reaches S3 at LocalStack (where a real one has an instance
+profile), so an ``s3://`` model is downloaded as on AWS. When the instance is terminated in
+LocalStack, its agent gets SIGTERM, as a shut-down machine's would.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ class VMStandIn:
         cluster: str,
         directory: Path,
         *,
-        overrides: dict[str, str] | None = None,  # e.g. a local model path for PADDLER_MODEL
         agent_args: tuple[str, ...] = ("--context-size", "256", "--reconnect-max-delay", "1"),
         interval: float = 0.2,
     ) -> None:
         self.ec2 = ec2
         self.cluster = cluster
         self.directory = directory
-        self.overrides = overrides or {}
         self.agent_args = agent_args
         self.interval = interval
         self.agents: dict[str, ServerProcess] = {}  # instance id -> its agent
@@ -86,9 +86,13 @@ class VMStandIn:
         user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
         environment = {
             **agent_environment(user_data),
-            **self.overrides,
             "PADDLER_INSTANCE_ID": instance_id,
             "PADDLER_NAME": instance_id,
+            "PADDLER_MODEL_CACHE": str(self.directory / f"vm-{instance_id}-cache"),
+            "AWS_ENDPOINT_URL": self.ec2.meta.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": self.ec2.meta.region_name,
         }
         agent = ServerProcess(
             ["agent", *self.agent_args], self.directory / f"vm-{instance_id}.log", environment
