@@ -1,8 +1,8 @@
 """The loop that scales one pool through a provider (design §8).
 
-``PoolAutoscaler.run`` reconciles the provider's instances with the ``instances`` table once,
-then ticks about once a second, and at once when the scheduler buffers a request of a pool
-without free capacity (``wake``). Each tick:
+``PoolAutoscaler.run`` reconciles the provider's instances with the ``instances`` table once
+(``control_plane.autoscaler.reconcile``), then ticks about once a second, and at once when the
+scheduler buffers a request of a pool without free capacity (``wake``). Each tick:
 
 1. copies what the fleet saw of each launched instance's agent into its row: hello
    (``registered_at``), first ``ready`` status (``model_loaded_at``), first token;
@@ -39,6 +39,7 @@ from control_plane.autoscaler.decisions import (
     decide,
 )
 from control_plane.autoscaler.observer import AutoscalerObserver
+from control_plane.autoscaler.reconcile import Reconciled, reconcile_instances
 from control_plane.db.scaling_store import BOOTING, DRAINING, READY, InstanceRow, ScalingStore
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.providers.base import AgentSpec, InstanceState, Provider, ProviderError
@@ -144,51 +145,16 @@ class PoolAutoscaler:
                 await self._terminate(provider_id, "the control plane stopped", "terminate")
 
     async def reconcile(self) -> None:
-        """Make the table agree with the provider: adopt instances it started that the table
-        does not know (up to ``max_agents``; terminate the rest), end rows it no longer has."""
-        now = self.clock()
-        found = await asyncio.to_thread(self.provider.list_instances, self.pool)
-        rows = [
-            row
-            for row in await self.store.list_instances(self.pool, live_only=True)
-            if row.provider == self.provider.name
-        ]
+        """Make the table agree with the provider (``control_plane.autoscaler.reconcile``)."""
         self._cold_starts = list(reversed(await self.store.recent_cold_starts(self.pool)))
-        alive = {instance.provider_id for instance in found}
-        for row in rows:
-            if row.provider_id in alive:
-                self._live[row.provider_id] = row
-                self._boot_started[row.provider_id] = max(row.launched_at.timestamp(), now)
-            else:
-                await self.store.mark_terminated(
-                    row.provider_id, "gone while the control plane was down"
-                )
-                await self._event("gone", f"{row.provider_id} is gone")
-        for instance in found:
-            if instance.provider_id in self._live:
-                continue
-            if len(self._live) >= self.policy.max_agents:
-                await asyncio.to_thread(self.provider.terminate, instance.provider_id)
-                await self._event(
-                    "terminate", f"{instance.provider_id}: unknown instance beyond max_agents"
-                )
-                continue
-            launched = _moment(instance.launched_at or now)
-            row = await self.store.add_instance(
-                self.provider.name,
-                instance.provider_id,
-                self.pool,
-                launched,
-                reason="adopted: found by its tags, unknown to the database",
-            )
-            self._live[row.provider_id] = row
-            self._boot_started[row.provider_id] = now
-            await self._event("adopt", f"{instance.provider_id} found by its tags; adopted", 1)
-        logger.info(
-            "pool %s: %d instance(s) after reconciling with %s",
+        await reconcile_instances(
             self.pool,
-            len(self._live),
-            self.provider.name,
+            self.policy.max_agents,
+            self.provider,
+            self.store,
+            self.clock(),
+            Reconciled(self._live, self._boot_started),
+            self._event,
         )
 
     async def tick(self) -> None:
