@@ -35,7 +35,7 @@ class ControlPlane:
         self.fleet = Fleet()
         self.metrics = ServingMetrics()
         self.activity = RecentActivity()
-        self.autoscaling = Autoscaling(settings, self.fleet)
+        self.autoscaling = Autoscaling(settings, self.fleet, self.metrics.registry)
         self.scheduler = Scheduler(
             self.fleet,
             max_buffered=settings.max_buffered_requests,

@@ -23,6 +23,7 @@ from tests.autoscaler_helpers import (
     stream_text,
 )
 from tests.processes import ControlPlane, wait_until
+from tests.test_metrics import scrape, value
 
 POOL = "tiny-llama"  # the stem of the tiny model's file name
 
@@ -84,6 +85,24 @@ def test_a_held_request_starts_an_agent_which_is_scaled_down_when_idle(
         assert "demand 1 slots exceeds capacity 0" in reason
         events = management(plane, "/api/v1/scaling-events")["data"]
         assert [event["action"] for event in events][-3:] == ["terminate", "drain", "launch"]
+
+        # /metrics: the cold start's phases, once each, as stored; the actions; no instance.
+        samples = scrape(plane)
+        for phase in ("running", "registered", "model_loaded", "first_token"):
+            labels = {"pool": POOL, "phase": phase}
+            assert value(samples, "paddler_cold_start_seconds_count", **labels) == 1, phase
+            seconds = value(samples, "paddler_cold_start_seconds_sum", **labels)
+            assert 0 <= seconds <= cold_start + 5, (phase, seconds)
+            if phase != "running":
+                assert seconds == pytest.approx(breakdown[phase], abs=0.01), phase
+        for action in ("launch", "drain", "terminate"):
+            labels = {"pool": POOL, "action": action}
+            assert value(samples, "paddler_scaling_actions_total", **labels) == 1, action
+        for state in ("booting", "ready", "draining"):
+            assert ("paddler_instances", frozenset({"pool": POOL, "state": state}.items())) in (
+                samples
+            )
+            assert value(samples, "paddler_instances", pool=POOL, state=state) == 0
 
         # The next cold start: its queued comments say how long the last one took.
         body = {"model": POOL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
@@ -180,6 +199,12 @@ def test_a_control_plane_restarted_while_an_agent_boots_adopts_it(
         assert [i["provider_id"] for i in instances(plane)] == [provider_id]
         assert [r.provider_id for r in provider.list_instances()] == [provider_id]
         assert scaling_actions(local_instances).count("launch") == 1
+        samples = scrape(plane)  # the restarted control plane's own metrics
+        assert value(samples, "paddler_instances", pool=POOL, state="ready") == 1
+        assert value(samples, "paddler_instances", pool=POOL, state="booting") == 0
+        assert value(samples, "paddler_scaling_actions_total", pool=POOL, action="launch") == 0
+        phase = {"pool": POOL, "phase": "model_loaded"}
+        assert value(samples, "paddler_cold_start_seconds_count", **phase) == 1
     finally:
         plane.stop()
 

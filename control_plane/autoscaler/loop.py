@@ -38,9 +38,17 @@ from control_plane.autoscaler.decisions import (
     ScalingPolicy,
     decide,
 )
+from control_plane.autoscaler.metrics import ScalingMetrics
 from control_plane.autoscaler.observer import AutoscalerObserver
 from control_plane.autoscaler.reconcile import Reconciled, reconcile_instances
-from control_plane.db.scaling_store import BOOTING, DRAINING, READY, InstanceRow, ScalingStore
+from control_plane.db.scaling_store import (
+    BOOTING,
+    DRAINING,
+    MILESTONES,
+    READY,
+    InstanceRow,
+    ScalingStore,
+)
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.providers.base import AgentSpec, InstanceState, Provider, ProviderError
 from control_plane.scheduler import Scheduler
@@ -69,6 +77,7 @@ class PoolAutoscaler:
         observer: AutoscalerObserver,
         *,
         drain_timeout: float = 120.0,
+        metrics: ScalingMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
@@ -80,6 +89,7 @@ class PoolAutoscaler:
         self.scheduler = scheduler
         self.observer = observer
         self.drain_timeout = drain_timeout
+        self.metrics = metrics if metrics is not None else ScalingMetrics()
         self.clock = clock
         self.failed_boots = 0
         self.failing_since: float | None = None
@@ -108,6 +118,13 @@ class PoolAutoscaler:
 
     def machines(self) -> int:
         return len(self._live)
+
+    def instance_states(self) -> dict[str, int]:
+        """Live instances by state (booting, ready, draining)."""
+        counts: dict[str, int] = {}
+        for row in self._live.values():
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return counts
 
     def expected_wait(self) -> float | None:
         """Seconds until a cold start under way should be serving, from recent cold starts;
@@ -340,6 +357,11 @@ class PoolAutoscaler:
 
     async def _update(self, row: InstanceRow, **changes: object) -> None:
         await self.store.update_instance(row.provider_id, **changes)
+        for name in MILESTONES:
+            moment = changes.get(name)
+            if isinstance(moment, datetime):
+                seconds = (moment - row.launched_at).total_seconds()
+                self.metrics.phase_reached(self.pool, name.removesuffix("_at"), seconds)
         if row.provider_id in self._live:
             self._live[row.provider_id] = replace(self._live[row.provider_id], **changes)  # type: ignore[arg-type]
 
@@ -349,4 +371,5 @@ class PoolAutoscaler:
         after = len(self._live)
         before = after - change
         await self.store.add_event(self.pool, action, before, after, reason)
+        self.metrics.scaling_action(self.pool, action)
         logger.info("pool %s: %s (%d -> %d agents): %s", self.pool, action, before, after, reason)

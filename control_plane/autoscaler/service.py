@@ -8,7 +8,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
+
 from control_plane.autoscaler.loop import PoolAutoscaler
+from control_plane.autoscaler.metrics import ScalingMetrics
 from control_plane.autoscaler.observer import AutoscalerObserver
 from control_plane.autoscaler.setup import build_policy, build_provider, build_spec
 from control_plane.db.scaling_store import ScalingStore
@@ -29,9 +32,16 @@ EnsurePool = Callable[[str, str, int], Awaitable[PoolRecord]]
 class Autoscaling:
     """At most one autoscaled pool per control plane (``--provider`` and ``--agent-*``)."""
 
-    def __init__(self, settings: ControlPlaneSettings, fleet: Fleet) -> None:
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        fleet: Fleet,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self.fleet = fleet
+        self.metrics = ScalingMetrics(registry)  # in the control plane's /metrics
+        self.metrics.watch(self.instance_counts)
         self.observer = AutoscalerObserver(self.wake)  # the scheduler's hooks feed it
         self.provider = build_provider(settings, settings.state_dir)
         self.terminate_on_exit = False  # `paddler up` stops its local agents when it stops
@@ -62,6 +72,7 @@ class Autoscaling:
             scheduler,
             self.observer,
             drain_timeout=self.settings.drain_timeout,
+            metrics=self.metrics,
         )
         self._task = asyncio.create_task(self.pool.run(self._stop), name="autoscaler")
         logger.info(
@@ -89,6 +100,12 @@ class Autoscaling:
     def wake(self, pool: str) -> None:
         if self.pool is not None and self.pool.pool == pool:
             self.pool.wake()
+
+    def instance_counts(self) -> dict[str, dict[str, int]]:
+        """Live instances of the autoscaled pool by state, for ``paddler_instances``."""
+        if self.pool is None:
+            return {}
+        return {self.pool.pool: self.pool.instance_states()}
 
     def expected_wait(self, pool: str) -> float | None:
         if self.pool is None or self.pool.pool != pool:
