@@ -301,3 +301,16 @@ async def test_a_template_that_fails_to_render_is_reported(tiny_model_path: Path
         assert engine.slots_busy == 0
     finally:
         engine.close()
+
+
+async def test_multibyte_characters_split_across_tokens_arrive_whole(smollm2: Engine) -> None:
+    """SmolLM2 spells an emoji as several byte tokens: no piece may carry half of one."""
+    pieces: list[str] = []
+    request = completion("😀😀😀😀 🎉🎉🎉🎉 😀😀😀😀 🎉🎉", temperature=0, max_tokens=16)
+    result = await smollm2.generate(request, pieces.append, threading.Event())
+    text = "".join(pieces)
+    assert result.usage.completion_tokens > len(text.encode()) / 4  # multi-token characters
+    # only a character that max_tokens cut short may end the text as U+FFFD
+    assert "\ufffd" not in text.removesuffix("\ufffd")
+    assert result.finish_reason == "length" or not text.endswith("\ufffd")
+    assert sum(ord(character) > 0xFFFF for character in text) >= 3
