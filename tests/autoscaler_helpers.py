@@ -5,11 +5,14 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
 from tests.processes import ControlPlane
+
+if TYPE_CHECKING:
+    from tests.localstack_fixtures import LocalStack
 
 # Launched agents: a small context, quick reconnects, a short drain on SIGTERM.
 FAST_AGENT_ARGS = "--context-size 256 --reconnect-max-delay 1 --shutdown-grace 2 --threads 1"
@@ -24,6 +27,23 @@ def autoscaled_plane(directory: Path, model: Path | str, *extra: str) -> Control
         *("--buffer-timeout", "60", "--queue-report-interval", "0.3"),
         *extra,
     )
+
+
+def ec2_plane(localstack: LocalStack, directory: Path, model: Path, *extra: str) -> ControlPlane:
+    """A control plane whose autoscaler launches into LocalStack, in a cluster of its own."""
+    plane = autoscaled_plane(
+        directory,
+        model,
+        *("--provider", "ec2", "--ec2-endpoint-url", localstack.endpoint),
+        *("--ec2-region", localstack.region),
+        *extra,
+    )
+    plane.env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": localstack.region,
+    }
+    return plane
 
 
 def client(plane: ControlPlane) -> openai.OpenAI:
