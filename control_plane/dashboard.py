@@ -14,6 +14,7 @@ from quart_schema import hide
 from control_plane import errors
 from control_plane.admin_guard import current_session
 from control_plane.live_views import fleet_view, live_agent
+from control_plane.scaling_view import scaling_view
 from control_plane.state import ControlPlane, current_control_plane
 
 dashboard = Blueprint("dashboard", __name__)
@@ -68,6 +69,7 @@ async def overview() -> str:
         session=current_session(),
         add_agent_command=add_agent_command(state, request.host_url.rstrip("/")),
         **fleet_view(state),
+        **await scaling_view(state),
     )
 
 

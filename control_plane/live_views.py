@@ -15,6 +15,7 @@ from typing import Any
 from quart import Blueprint, Response, render_template, stream_with_context
 from quart_schema import hide
 
+from control_plane.scaling_view import scaling_view
 from control_plane.snapshot import AgentSnapshot, agent_snapshots, pool_snapshots
 from control_plane.state import ControlPlane, current_control_plane
 
@@ -83,7 +84,8 @@ async def overview_stream() -> Response:
     state = current_control_plane()
 
     async def render() -> str:
-        return await render_template("overview_live.html", **fleet_view(state))
+        scaling = await scaling_view(state)
+        return await render_template("overview_live.html", **fleet_view(state), **scaling)
 
     return _stream(state, "fragment", render)
 

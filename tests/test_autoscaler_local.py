@@ -22,7 +22,7 @@ from tests.autoscaler_helpers import (
     sql,
     stream_text,
 )
-from tests.processes import ControlPlane, wait_until
+from tests.processes import ADMIN_HEADERS, ControlPlane, wait_until
 from tests.test_metrics import scrape, value
 
 POOL = "tiny-llama"  # the stem of the tiny model's file name
@@ -119,6 +119,19 @@ def test_a_held_request_starts_an_agent_which_is_scaled_down_when_idle(
         plane.stop()
 
 
+def first_live_fragment(plane: ControlPlane, path: str) -> str:
+    """The HTML of the first ``fragment`` event of a dashboard stream."""
+    url = plane.management_url + path
+    with httpx.stream("GET", url, headers=ADMIN_HEADERS, timeout=10) as stream:
+        lines = []
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                lines.append(line.removeprefix("data: "))
+            elif not line and lines:
+                return "\n".join(lines)
+    raise AssertionError(f"{path} ended without an event")
+
+
 def write_garbage_model(directory: Path) -> Path:
     path = directory / "garbage.gguf"
     path.write_bytes(b"GGUF" + os.urandom(4096))
@@ -193,8 +206,17 @@ def test_a_control_plane_restarted_while_an_agent_boots_adopts_it(
 
         plane.start()
         time.sleep(2)  # a few ticks: a duplicate launch would happen now
+        # The dashboard shows the instance booting, its phases so far, and the launch.
+        overview = plane.management_get("/").text
+        assert f'<tr data-instance="{provider_id}">' in overview, overview
+        assert '<td class="state-booting">booting</td>' in overview
+        assert '<span data-phase="model_loaded">model loaded <span class="muted">' in overview
+        assert "<code>launch</code> 0 → 1" in overview
         os.kill(pid, signal.SIGCONT)
         wait_until(lambda: instances(plane)[0]["state"] == "ready", what=f"ready\n{plane.log()}")
+        fragment = first_live_fragment(plane, "/live/overview")  # and keeps it live
+        assert '<td class="state-ready">ready</td>' in fragment, fragment
+        assert '<span data-phase="model_loaded">model loaded <span' not in fragment
 
         assert [i["provider_id"] for i in instances(plane)] == [provider_id]
         assert [r.provider_id for r in provider.list_instances()] == [provider_id]
