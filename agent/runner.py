@@ -18,6 +18,13 @@ from agent.backoff import Backoff
 from agent.embedding_service import EmbeddingService
 from agent.engine import Engine, EngineError
 from agent.model_sources import DownloadProgress, ModelSourceError, ProgressCallback
+from agent.model_swap import (
+    ModelPlan,
+    ResolveModel,
+    build_engine,
+    rebuild_embeddings,
+    resolve_locally,
+)
 from paddler import __version__, protocol
 from paddler.log_format import current_request_id
 
@@ -57,12 +64,21 @@ class AgentRunner:
         embeddings: EmbeddingService | None = None,
         model_source: str | None = None,
         fetch_model: FetchModel | None = None,
+        resolve_model: ResolveModel | None = None,
     ) -> None:
         """``fetch_model`` puts the model file where ``engine`` will load it from (a download,
-        reporting its progress), while the agent is already connected and ``loading``."""
+        reporting its progress), while the agent is already connected and ``loading``.
+        ``resolve_model`` fetches the models a pool's desired state names."""
         self.engine = engine
         self.model_source = model_source or str(engine.model_path)
         self.fetch_model = fetch_model
+        self.resolve_model = resolve_model or resolve_locally
+        self.applied_version = 0  # the pool's desired-state version this agent runs
+        self._startup_plan = ModelPlan.of_engine(engine, self.model_source)
+        self._plan = self._startup_plan
+        self._loader: asyncio.Task[None] | None = None
+        self._swap: asyncio.Task[None] | None = None
+        self._target_version = 0
         self.download_progress: float | None = None
         self.url = socket_url(control_plane)
         self.token = token
@@ -80,7 +96,7 @@ class AgentRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain: finish running jobs within the grace period."""
-        loader = asyncio.create_task(self._load())
+        loader = self._loader = asyncio.create_task(self._load())
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -101,6 +117,8 @@ class AgentRunner:
         finally:
             stopping.cancel()
             loader.cancel()
+            if self._swap is not None:
+                self._swap.cancel()
             await self._stop_all_jobs()
             if self.embeddings is not None:
                 self.embeddings.close()
@@ -169,6 +187,7 @@ class AgentRunner:
             download_progress=self.download_progress,
             issues=self.issues + self.engine.issues,
             engine=self.engine.stats(),
+            applied_version=self.applied_version,
         )
 
     async def _connect_once(self) -> None:
@@ -214,6 +233,7 @@ class AgentRunner:
             pool=self.pool,
             instance_id=self.instance_id,
             embeddings=self.embeddings is not None,
+            applied_version=self.applied_version,
         )
         await socket.send(protocol.encode(hello))
         welcome = protocol.decode_control_plane_message(
@@ -256,8 +276,55 @@ class AgentRunner:
             case protocol.Drain():
                 logger.info("draining: finishing %d job(s), taking no more", len(self._jobs))
                 self._set_state("draining")
+            case protocol.DesiredState():
+                if message.version > max(self.applied_version, self._target_version):
+                    self._target_version = message.version
+                    self._swap = asyncio.create_task(self._apply(message, self._swap))
             case protocol.Welcome():
                 logger.warning("ignored a second welcome")
+
+    async def _apply(
+        self, desired: protocol.DesiredState, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Adopt the pool's desired state, or drain, unload, fetch, load and report; a model
+        that cannot be loaded leaves the agent in ``error`` until a later one loads."""
+        await asyncio.gather(
+            *(task for task in (previous, self._loader) if task), return_exceptions=True
+        )
+        plan = self._startup_plan.desired(desired)
+        if plan == self._plan and self.state == "ready":
+            logger.info("desired state v%d changes nothing here: adopted", desired.version)
+            self.applied_version = desired.version
+            self._set_state("ready")
+            return
+        logger.info(
+            "desired state v%d: draining, then loading %s", desired.version, plan.model_source
+        )
+        self._set_state("draining")
+        while self._jobs:
+            await asyncio.wait([task for task, _ in self._jobs.values()])
+        self.engine.close()
+        if self.embeddings is not None:
+            self.embeddings.close()
+        self.download_progress = None
+        self._set_state("loading")
+        try:
+            path = await self.resolve_model(plan.model_source).fetch(self._on_download_progress)
+            engine = build_engine(plan, path, like=self.engine)
+            await engine.load()
+            embeddings = rebuild_embeddings(self.embeddings, path)
+            if embeddings is not None:
+                await embeddings.load()
+        except Exception as error:
+            logger.error("desired state v%d failed: %s", desired.version, error, exc_info=True)
+            issue = f"desired state v{desired.version} could not be applied: {error}"
+            self._set_state("error", (issue,))
+            return
+        self.engine, self.embeddings, self._plan = engine, embeddings, plan
+        self.model_source = plan.model_source
+        self.applied_version = desired.version
+        logger.info("desired state v%d applied: serving %s", desired.version, engine.model_name)
+        self._set_state("ready")
 
     async def _run_job(
         self, job: protocol.Job, outbox: asyncio.Queue[protocol.Message], stop: threading.Event

@@ -60,6 +60,7 @@ async def agent_connection() -> Response | None:
         remote_address=remote,
         instance_id=hello.instance_id,
         embeddings=hello.embeddings,
+        applied_version=hello.applied_version,
     )
     link.connection_id = await state.store.agent_connected(
         hello.agent_id, hello.name, hello.pool, link.state, remote
@@ -75,6 +76,7 @@ async def agent_connection() -> Response | None:
     heartbeat = state.settings.agent_timeout / 3
     link.send(protocol.Welcome(pool=link.pool, heartbeat_seconds=heartbeat))
     state.scheduler.agent_joined(link)
+    state.rollout.agent_joined(link)
     writer = asyncio.create_task(_write(link))
     reason = "connection closed"
     try:
@@ -82,6 +84,7 @@ async def agent_connection() -> Response | None:
     finally:
         writer.cancel()
         state.scheduler.agent_left(link)
+        state.rollout.agent_left(link)
         logger.info("agent %s left pool %s: %s", link.name, link.pool, reason)
         await asyncio.shield(state.record_disconnect(link, reason))
     return None
@@ -130,6 +133,8 @@ async def _relay(
         logger.warning("agent %s sent an invalid message: %s", link.name, error)
         return None
     state.scheduler.agent_message(link, message)
+    if isinstance(message, protocol.Status):
+        state.rollout.agent_reported(link)
     if link.state != last_state:
         await state.store.agent_state_changed(link.agent_id, link.state)
     return message

@@ -18,6 +18,8 @@ from control_plane.live_views import live_views
 from control_plane.login import login
 from control_plane.management_api import management_api
 from control_plane.metrics_endpoint import metrics_endpoint
+from control_plane.pool_page import pool_page
+from control_plane.pools_api import pools_api
 from control_plane.request_ids import install_request_ids
 from control_plane.scaling_api import scaling_api
 from control_plane.state import CONFIG_KEY, ControlPlane
@@ -54,11 +56,13 @@ def create_management_app(state: ControlPlane, admin_token: str | None = None) -
     for blueprint in (
         management_api,
         fleet_api,
+        pools_api,
         scaling_api,
         live_views,
         metrics_endpoint,
         login,
         dashboard,
+        pool_page,
         agent_socket,
     ):
         app.register_blueprint(blueprint)

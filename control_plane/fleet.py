@@ -27,6 +27,8 @@ class AgentLink:
     issues: tuple[str, ...] = ()
     engine: EngineStats | None = None  # the agent engine's figures from its last status
     download_progress: float | None = None
+    applied_version: int = 0  # the pool's desired-state version the agent runs
+    sent_version: int = 0  # the newest desired-state version sent to it
     jobs: dict[str, InferenceJob] = field(default_factory=dict)
     connected_at: float = field(default_factory=time.time)
     last_assigned_at: float = field(default_factory=time.monotonic)

@@ -12,6 +12,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from control_plane import errors, openai_responses
+from control_plane.desired_state import apply_defaults
 from control_plane.embedding_requests import parse_embeddings
 from control_plane.jobs import InferenceJob, TextPiece
 from control_plane.openai_requests import (
@@ -22,7 +23,7 @@ from control_plane.openai_requests import (
 from control_plane.relay import Update, Waiting, follow
 from control_plane.scheduler import BufferFull
 from control_plane.state import ControlPlane, current_control_plane
-from paddler.protocol import Done, Embeddings, JobRequest
+from paddler.protocol import Done, Embeddings, GenerationRequest, JobRequest
 
 logger = logging.getLogger("paddler.inference")
 
@@ -100,6 +101,9 @@ def _submit(
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.ready_agents(model) == 0:
         raise errors.capacity_unavailable(failing)
+    desired = state.rollout.desired.get(model)
+    if desired is not None and isinstance(job_request, GenerationRequest):
+        job_request = apply_defaults(job_request, desired.inference_defaults)
     job = InferenceJob(pool=model, request=job_request)
     try:
         state.scheduler.submit(job)

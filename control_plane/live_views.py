@@ -15,6 +15,7 @@ from typing import Any
 from quart import Blueprint, Response, render_template, stream_with_context
 from quart_schema import hide
 
+from control_plane.pools_api import pool_view
 from control_plane.scaling_view import scaling_view
 from control_plane.snapshot import AgentSnapshot, agent_snapshots, pool_snapshots
 from control_plane.state import ControlPlane, current_control_plane
@@ -86,6 +87,20 @@ async def overview_stream() -> Response:
     async def render() -> str:
         scaling = await scaling_view(state)
         return await render_template("overview_live.html", **fleet_view(state), **scaling)
+
+    return _stream(state, "fragment", render)
+
+
+@live_views.get("/live/pools/<name>")
+@hide
+async def pool_stream(name: str) -> Response:
+    state = current_control_plane()
+
+    async def render() -> str:
+        pool = state.pools.get(name)
+        if pool is None:
+            return '<p class="muted">This pool was deleted.</p>'
+        return await render_template("pool_live.html", pool=pool_view(state, pool))
 
     return _stream(state, "fragment", render)
 

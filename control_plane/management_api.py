@@ -33,6 +33,8 @@ def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
         "embeddings": link.embeddings if link else False,
         "engine": link.engine.model_dump() if link and link.engine else None,
         "download_progress": link.download_progress if link else None,
+        "model": link.model if link else None,
+        "applied_version": link.applied_version if link else None,
         "remote_address": link.remote_address if link else None,
         "instance_id": link.instance_id if link else None,
         "first_seen": record.first_seen.isoformat(),

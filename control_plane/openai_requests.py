@@ -280,17 +280,21 @@ def _sampling(
     max_tokens: int | None,
     response_format: _ResponseFormat | None = None,
 ) -> SamplingParams:
+    # only the values the client gave are set, so a pool's inference defaults can fill the rest
+    given = {
+        "max_tokens": max_tokens,
+        "temperature": fields.temperature,
+        "top_p": fields.top_p,
+        "top_k": fields.top_k,
+        "min_p": fields.min_p,
+        "presence_penalty": fields.presence_penalty,
+        "frequency_penalty": fields.frequency_penalty,
+        "repeat_penalty": fields.repeat_penalty,
+    }
     return SamplingParams(
-        max_tokens=max_tokens,
-        temperature=1.0 if fields.temperature is None else fields.temperature,
-        top_p=1.0 if fields.top_p is None else fields.top_p,
-        top_k=fields.top_k or 0,
-        min_p=fields.min_p or 0.0,
+        **{name: value for name, value in given.items() if value is not None},
         seed=fields.seed,
         stop=_stop_sequences(fields.stop),
-        presence_penalty=fields.presence_penalty or 0.0,
-        frequency_penalty=fields.frequency_penalty or 0.0,
-        repeat_penalty=1.0 if fields.repeat_penalty is None else fields.repeat_penalty,
         logit_bias=_logit_bias(fields.logit_bias),
         grammar=fields.grammar,
         response_format=_response_format(response_format),

@@ -158,16 +158,21 @@ class Scheduler:
     def agent_message(self, link: AgentLink, message: protocol.AgentMessage) -> None:
         match message:
             case protocol.Status():
-                became_ready = message.state == "ready" and link.state != "ready"
+                was = link.state
                 if message.issues != link.issues:
                     for issue in message.issues:
                         logger.warning("agent %s reports: %s", link.name, issue)
-                link.state = message.state
+                link.applied_version = message.applied_version
+                link.model = message.model  # a desired state may change the model and slots
+                link.slots = message.slots_total or link.slots
+                # a "ready" the agent sent before it read a new desired state: it is draining
+                swapping = message.applied_version < link.sent_version
+                link.state = "draining" if swapping and message.state == "ready" else message.state
                 link.issues = message.issues
                 link.engine = message.engine
                 link.download_progress = message.download_progress
                 self.observer.agent_status(link, message)
-                if became_ready:
+                if link.state == "ready" and was != "ready":
                     logger.info("agent %s is ready with %d slots", link.name, link.slots)
                     self.pump(link.pool)
             case protocol.Token():

@@ -33,6 +33,7 @@ class AgentSnapshot:
     remote_address: str | None
     connected_seconds: float
     engine: EngineStats | None
+    applied_version: int  # the pool's desired-state version it runs
 
     @classmethod
     def of(cls, link: AgentLink) -> AgentSnapshot:
@@ -51,6 +52,7 @@ class AgentSnapshot:
             remote_address=link.remote_address,
             connected_seconds=max(0.0, time.time() - link.connected_at),
             engine=link.engine,
+            applied_version=link.applied_version,
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from control_plane.api_keys import ApiKeys
 from control_plane.autoscaler.service import Autoscaling
 from control_plane.db import migrate
 from control_plane.db.store import PoolRecord, Store
+from control_plane.desired_state import stored
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.metrics import ServingMetrics
 from control_plane.observer import Observers
+from control_plane.rollout import Rollout
 from control_plane.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
 
@@ -43,6 +45,7 @@ class ControlPlane:
             observer=Observers([self.metrics, self.activity, self.autoscaling.observer]),
         )
         self.metrics.watch(self)
+        self.rollout = Rollout(self.fleet, self.metrics.registry)
         self.api_keys = ApiKeys(settings.api_keys)
         self.pools: dict[str, PoolRecord] = {}
         self.closing = asyncio.Event()
@@ -60,6 +63,8 @@ class ControlPlane:
         self._store = Store.from_url(url)
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
+        for pool in self.pools.values():
+            self.rollout.set(pool.name, stored(pool.settings))
         logger.info("state database ready; %d pool(s) known", len(self.pools))
         await self.autoscaling.start(self.store, self.scheduler, self.ensure_pool)
         if not self.settings.agent_token:

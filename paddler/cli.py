@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -144,6 +145,9 @@ def run_agent(settings: AgentSettings) -> int:
             embeddings=_embedding_service(settings, model),
             model_source=fetcher.source.text,
             fetch_model=fetcher.fetch,
+            resolve_model=lambda source: _model_fetcher(
+                dataclasses.replace(settings, model=source, model_sha256="")
+            ),
         )
     except ValueError as error:
         print(f"paddler agent: {error}", file=sys.stderr)

@@ -125,6 +125,7 @@ class Hello(Message):
     pool: str
     instance_id: str | None = None
     embeddings: bool = False  # the agent serves embedding jobs too
+    applied_version: int = Field(0, ge=0)  # the pool's desired-state version it runs (0: none)
 
 
 class EngineStats(BaseModel):
@@ -148,6 +149,7 @@ class Status(Message):
     download_progress: float | None = None
     issues: tuple[str, ...] = ()
     engine: EngineStats | None = None
+    applied_version: int = Field(0, ge=0)  # the last desired-state version it has applied
 
 
 class Token(Message):
@@ -214,10 +216,29 @@ class Drain(Message):
     type: Literal["drain"] = "drain"
 
 
+class DesiredState(Message):
+    """What the pool's agents should run. An agent whose model, slots, chat template or context
+    differ drains (finishes its jobs, takes none), unloads, fetches and loads the new model and
+    reports ``applied_version``; otherwise it adopts the version at once.
+
+    ``chat_template`` None: the agent's own (its ``--chat-template`` or the model's);
+    ``context_size`` None: the agent's ``--context-size``.
+    """
+
+    type: Literal["desired_state"] = "desired_state"
+    version: int = Field(ge=1)
+    model_source: str = Field(min_length=1)
+    slots: int = Field(ge=1)
+    chat_template: str | None = None
+    context_size: int | None = Field(default=None, ge=1)
+
+
 AgentMessage = Annotated[
     Hello | Status | Token | Done | Embeddings | JobError | Goodbye, Field(discriminator="type")
 ]
-ControlPlaneMessage = Annotated[Welcome | Job | Cancel | Drain, Field(discriminator="type")]
+ControlPlaneMessage = Annotated[
+    Welcome | Job | Cancel | Drain | DesiredState, Field(discriminator="type")
+]
 
 _agent_messages: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
 _control_plane_messages: TypeAdapter[ControlPlaneMessage] = TypeAdapter(ControlPlaneMessage)

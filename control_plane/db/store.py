@@ -105,6 +105,30 @@ class Store:
             raise LookupError(f"pool {name!r} disappeared while being created")
         return created
 
+    async def update_pool(
+        self, name: str, model_source: str, slots_per_agent: int, settings: dict[str, Any]
+    ) -> PoolRecord | None:
+        """Change a pool's model, slots and settings; None if there is no such pool."""
+        async with self._sessions.begin() as session:
+            pool = await _find_pool(session, name)
+            if pool is None:
+                return None
+            pool.model_source = model_source
+            pool.slots_per_agent = slots_per_agent
+            pool.settings = settings
+            pool.updated_at = self._clock()
+            await session.flush()
+            return _pool_record(pool)
+
+    async def delete_pool(self, name: str) -> bool:
+        """Delete a pool with its agents' rows; False if there was none."""
+        async with self._sessions.begin() as session:
+            pool = await _find_pool(session, name)
+            if pool is None:
+                return False
+            await session.delete(pool)
+            return True
+
     # Agents
 
     async def agent_connected(
