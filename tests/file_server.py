@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 RANGE = re.compile(r"bytes=(\d+)-")
+THROTTLED_CHUNK_BYTES = 16_384
 
 
 @dataclass
@@ -26,6 +28,7 @@ class FileServer:
     files: dict[str, bytes]
     requests: list[ServedRequest] = field(default_factory=list)
     cut_next_after: int | None = None  # the next body stops (connection closed) after this many
+    bytes_per_second: int | None = None  # send bodies this slowly (None: at once)
 
     def __post_init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -85,8 +88,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if server.cut_next_after is not None and status in (200, 206):
                 body, server.cut_next_after = body[: server.cut_next_after], None
                 self.close_connection = True
-            self.wfile.write(body)
-            self.wfile.flush()
+            step = len(body) if server.bytes_per_second is None else THROTTLED_CHUNK_BYTES
+            for start in range(0, len(body), max(1, step)):
+                self.wfile.write(body[start : start + step])
+                self.wfile.flush()
+                if server.bytes_per_second is not None:
+                    time.sleep(step / server.bytes_per_second)
             served.bytes_sent = len(body)
 
         def log_message(self, format: str, *args: Any) -> None:

@@ -35,6 +35,7 @@ def start_agent(
         embeddings: bool = False,
     ) -> Agent:
         agent = Agent(control_plane, tmp_path, name, model, slots=slots, embeddings=embeddings)
+        agent.env["PADDLER_MODEL_CACHE"] = str(tmp_path / "model-cache")  # for swaps to URLs
         agent.start()
         started.append(agent)
         if wait:
