@@ -46,7 +46,7 @@ async def set_desired_state(state: ControlPlane, name: str, spec: PoolSpec) -> P
         spec.model_source,
         spec.slots,
     )
-    state.rollout.set(name, desired)
+    state.desired_state_changed(name, desired)
     return updated
 
 

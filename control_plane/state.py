@@ -12,7 +12,7 @@ from control_plane.api_keys import ApiKeys
 from control_plane.autoscaler.service import Autoscaling
 from control_plane.db import migrate
 from control_plane.db.store import PoolRecord, Store
-from control_plane.desired_state import stored
+from control_plane.desired_state import StoredDesiredState, stored
 from control_plane.fleet import AgentLink, Fleet
 from control_plane.metrics import ServingMetrics
 from control_plane.observer import Observers
@@ -63,12 +63,21 @@ class ControlPlane:
         self._store = Store.from_url(url)
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
-        for pool in self.pools.values():
-            self.rollout.set(pool.name, stored(pool.settings))
         logger.info("state database ready; %d pool(s) known", len(self.pools))
         await self.autoscaling.start(self.store, self.scheduler, self.ensure_pool)
+        for pool in list(self.pools.values()):
+            self.desired_state_changed(pool.name, stored(pool.settings))
         if not self.settings.agent_token:
             logger.warning("no --agent-token set: any agent that can reach this address may join")
+
+    def desired_state_changed(self, name: str, desired: StoredDesiredState | None) -> None:
+        """Roll ``name``'s desired state out to its agents; its bounds go to the autoscaler."""
+        self.rollout.set(name, desired)
+        if desired is not None:
+            scaling = desired.scaling
+            self.autoscaling.apply_desired(
+                name, desired.model_source, desired.slots, scaling.min_agents, scaling.max_agents
+            )
 
     async def stop(self) -> None:
         await self.autoscaling.stop()

@@ -4,6 +4,7 @@ with it, and asked by the inference API how long a cold start should still take.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,21 @@ class Autoscaling:
         if self.pool is not None:
             await self.pool.close(terminate=self.terminate_on_exit)
 
+    def apply_desired(
+        self, pool: str, model: str, slots: int, min_agents: int | None, max_agents: int | None
+    ) -> None:
+        """A pool's desired state: what new agents run, and agent bounds (None: the settings')."""
+        if self.pool is None or self.pool.pool != pool:
+            return
+        self.pool.spec = dataclasses.replace(self.pool.spec, model=model, slots=slots)
+        low = self.settings.min_agents if min_agents is None else min_agents
+        high = max(self.settings.max_agents, low) if max_agents is None else max_agents
+        self.pool.policy = dataclasses.replace(
+            build_policy(self.settings), slots_per_agent=slots, min_agents=low, max_agents=high
+        )
+        logger.info("autoscaling pool %s: %d to %d agents of %d slots", pool, low, high, slots)
+        self.pool.wake()
+
     def wake(self, pool: str) -> None:
         if self.pool is not None and self.pool.pool == pool:
             self.pool.wake()
@@ -124,8 +140,8 @@ class Autoscaling:
             "provider": self.settings.provider,
             "cluster": self.settings.cluster,
             "pool": pool.pool if pool else None,
-            "min_agents": self.settings.min_agents,
-            "max_agents": self.settings.max_agents,
+            "min_agents": pool.policy.min_agents if pool else self.settings.min_agents,
+            "max_agents": pool.policy.max_agents if pool else self.settings.max_agents,
             "machines": pool.machines() if pool else 0,
             "failing": pool.failing if pool else False,
             "failed_boots": pool.failed_boots if pool else 0,
