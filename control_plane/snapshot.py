@@ -72,6 +72,7 @@ class PoolSnapshot:
     slots_total: int  # slots of ready agents: what can take work now
     requests_buffered: int
     tokens_per_second: float  # generated, all agents of the pool together
+    desired_version: int  # of its desired state (0: none set); agents report applied_version
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +89,7 @@ def agent_snapshots(state: ControlPlane) -> list[AgentSnapshot]:
 def pool_snapshot(state: ControlPlane, name: str) -> PoolSnapshot:
     links = state.fleet.in_pool(name)
     pool = state.pools.get(name)
+    desired = state.rollout.desired.get(name)
     return PoolSnapshot(
         name=name,
         model_source=pool.model_source if pool else "",
@@ -97,6 +99,7 @@ def pool_snapshot(state: ControlPlane, name: str) -> PoolSnapshot:
         slots_total=sum(link.slots for link in links if link.state == "ready"),
         requests_buffered=state.scheduler.queued(name),
         tokens_per_second=sum(link.engine.tokens_per_second for link in links if link.engine),
+        desired_version=desired.version if desired else 0,
     )
 
 

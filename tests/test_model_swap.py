@@ -188,3 +188,18 @@ def test_a_model_that_cannot_load_leaves_the_agent_in_error_until_fixed(
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
+    fleet = _first_fleet_event(control_plane)
+    assert [(entry["name"], entry["desired_version"]) for entry in fleet["pools"]] == [(pool, 2)]
+    assert [(a["name"], a["state"], a["applied_version"]) for a in fleet["agents"]] == [
+        ("only", "ready", 2)
+    ]
+
+
+def _first_fleet_event(plane: ControlPlane) -> dict[str, Any]:
+    url = plane.management_url + "/api/v1/events"
+    with httpx.stream("GET", url, headers=ADMIN_HEADERS, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                event: dict[str, Any] = json.loads(line[6:])
+                return event
+    raise AssertionError("no fleet event")

@@ -31,6 +31,7 @@ AGENT_MESSAGES: list[protocol.Message] = [
         embeddings=True,
     ),
     protocol.Status(state="ready", slots_busy=1, slots_total=4, model="m", issues=("x",)),
+    protocol.Status(state="draining", slots_busy=1, slots_total=4, model="m", applied_version=3),
     protocol.Token(job_id="j", text="tok"),
     protocol.Done(job_id="j", finish_reason="length", usage=USAGE, seconds_total=1.5),
     protocol.Embeddings(job_id="j", vectors=((0.6, -0.8), (1.0, 0.0)), prompt_tokens=7),
@@ -43,6 +44,10 @@ CONTROL_PLANE_MESSAGES: list[protocol.Message] = [
     protocol.Job(job_id="j", request=EMBEDDING_REQUEST),
     protocol.Cancel(job_id="j"),
     protocol.Drain(),
+    protocol.DesiredState(version=2, model_source="s3://models/m.gguf", slots=2),
+    protocol.DesiredState(
+        version=3, model_source="/m.gguf", slots=1, chat_template="{{ x }}", context_size=512
+    ),
 ]
 
 
@@ -75,6 +80,16 @@ def test_frames_carry_type_and_protocol_version() -> None:
 def test_invalid_frames_are_refused(frame: str) -> None:
     with pytest.raises(pydantic.ValidationError):
         protocol.decode_agent_message(frame)
+
+
+def test_desired_state_needs_a_version_a_source_and_slots() -> None:
+    for frame in (
+        '{"type": "desired_state", "version": 0, "model_source": "m", "slots": 1}',
+        '{"type": "desired_state", "version": 1, "model_source": "", "slots": 1}',
+        '{"type": "desired_state", "version": 1, "model_source": "m", "slots": 0}',
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            protocol.decode_control_plane_message(frame)
 
 
 def test_directions_do_not_mix() -> None:
