@@ -205,3 +205,34 @@ def _first_fleet_event(plane: ControlPlane) -> dict[str, Any]:
                 event: dict[str, Any] = json.loads(line[6:])
                 return event
     raise AssertionError("no fleet event")
+
+
+def test_an_embeddings_agent_serves_embeddings_of_the_new_model(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path, smollm2_path: Path
+) -> None:
+    pool = smollm2_path.stem
+    start_agent("embedder", embeddings=True)
+
+    def dimensions() -> int:
+        response = httpx.post(
+            control_plane.inference_url + "/v1/embeddings",
+            json={"model": pool, "input": "paddles", "encoding_format": "float"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return len(response.json()["data"][0]["embedding"])
+
+    before = dimensions()
+    response = httpx.put(
+        f"{control_plane.management_url}/api/v1/pools/{pool}/desired-state",
+        headers=ADMIN_HEADERS,
+        json={"model_source": str(tiny_model_path), "slots": 1},
+    )
+    assert response.status_code == 200, response.text
+
+    def swapped() -> bool:
+        agent = control_plane.agent("embedder")
+        return agent is not None and (agent["state"], agent["applied_version"]) == ("ready", 1)
+
+    wait_until(swapped, timeout=60, what="the swap")
+    assert dimensions() != before  # the tiny model's vectors are shorter than SmolLM2's
