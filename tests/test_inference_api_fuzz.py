@@ -114,11 +114,15 @@ def assert_openai_error(status: int, body: Any) -> None:
     assert isinstance(error["message"], str) and error["message"]
 
 
-@settings(
-    max_examples=300,
+# the property tests' settings: no per-example deadline (the app's first request is slow)
+fuzzed = settings(
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+
+
+@settings(fuzzed, max_examples=300)
 @given(body=chat_fields | mutated_chat)
 async def test_chat_completions_never_fail_with_500(app: Quart, body: dict[str, Any]) -> None:
     response = await app.test_client().post("/v1/chat/completions", json=body)
@@ -128,11 +132,7 @@ async def test_chat_completions_never_fail_with_500(app: Quart, body: dict[str, 
     assert_openai_error(response.status_code, await response.get_json())
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@fuzzed
 @given(body=completion_fields)
 async def test_completions_never_fail_with_500(app: Quart, body: dict[str, Any]) -> None:
     response = await app.test_client().post("/v1/completions", json=body)
@@ -140,11 +140,7 @@ async def test_completions_never_fail_with_500(app: Quart, body: dict[str, Any])
     assert_openai_error(response.status_code, await response.get_json())
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@fuzzed
 @given(body=embedding_fields)
 async def test_embeddings_never_fail_with_500(app: Quart, body: dict[str, Any]) -> None:
     response = await app.test_client().post("/v1/embeddings", json=body)
@@ -152,11 +148,7 @@ async def test_embeddings_never_fail_with_500(app: Quart, body: dict[str, Any]) 
     assert_openai_error(response.status_code, await response.get_json())
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@fuzzed
 @given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 async def test_arbitrary_bytes_get_a_400(app: Quart, raw: bytes) -> None:
     response = await app.test_client().post(
