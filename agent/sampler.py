@@ -43,32 +43,34 @@ class Sampler:
     """
 
     def __init__(self, sampling: SamplingParams, *, vocab: Any, n_vocab: int) -> None:
+        self._n_vocab = n_vocab
+        self._chain: Any = None
+        grammar = grammar_for(sampling)
+        # Plain greedy needs no chain: an argmax over the logits is many times cheaper than
+        # llama.cpp's candidate list of the whole vocabulary, and picks the same token.
+        if (
+            sampling.temperature <= 0
+            and grammar is None
+            and not sampling.logit_bias
+            and sampling.repeat_penalty == 1
+            and not sampling.presence_penalty
+            and not sampling.frequency_penalty
+        ):
+            return
         self._chain = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
-        self._n_vocab = n_vocab
-        # Plain greedy needs no chain: an argmax over the logits is many times cheaper than
-        # llama.cpp's candidate list of the whole vocabulary, and picks the same token.
-        self._plain_greedy = (
-            sampling.temperature <= 0
-            and grammar_for(sampling) is None
-            and not (
-                sampling.logit_bias
-                or sampling.repeat_penalty != 1
-                or sampling.presence_penalty
-                or sampling.frequency_penalty
-            )
-        )
         try:
-            self._build(sampling, vocab, n_vocab)
+            self._build(sampling, grammar, vocab, n_vocab)
         except BaseException:
             self.close()
             raise
 
-    def _build(self, sampling: SamplingParams, vocab: Any, n_vocab: int) -> None:
+    def _build(
+        self, sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+    ) -> None:
         if sampling.logit_bias:
             self._add(_logit_bias(sampling.logit_bias, n_vocab))
-        grammar = grammar_for(sampling)
         if grammar is not None:
             sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not sampler:
@@ -102,7 +104,7 @@ class Sampler:
 
     def sample(self, context: Any, index: int) -> int:
         """Pick (and accept) a token from the logits at ``index`` of the last decoded batch."""
-        if self._plain_greedy:
+        if self._chain is None:
             logits = llama_cpp.llama_get_logits_ith(context, index)
             return int(numpy.ctypeslib.as_array(logits, shape=(self._n_vocab,)).argmax())
         return int(llama_cpp.llama_sampler_sample(self._chain, context, index))

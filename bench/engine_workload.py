@@ -6,9 +6,7 @@ made-up documents of the prefix measurement, and the dataclasses the backends fi
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import random
 import statistics
 from collections.abc import Awaitable, Callable
@@ -16,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
-
+from agent.model import Model
 from bench._common import Load
 from paddler.protocol import GenerationRequest, SamplingParams
 
@@ -147,14 +144,13 @@ async def repeated(
 
 
 @functools.cache
-def tokenizer(model: Path) -> Any:
-    """The model's vocabulary alone, loaded once (its load chatter kept off the screen)."""
-    with contextlib.redirect_stderr(io.StringIO()):
-        return llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+def tokenizer(model: Path) -> Model:
+    """The model as the agent loads it (once), so counts match what the engine reports."""
+    return Model.load(model)
 
 
 def count_tokens(model: Path, text: str) -> int:
-    return len(tokenizer(model).tokenize(text.encode(), add_bos=True, special=True))
+    return len(tokenizer(model).tokenize(text))
 
 
 def long_prefix(model: Path, seed: int, tokens: int = 1000) -> str:
