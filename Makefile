@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench bench-engine bench-cold-start clean-state
+.PHONY: run test system-packages infra lint typecheck unit bench bench-engine bench-cold-start clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+system-packages:
+	bash scripts/system-packages.sh
+
+# Terraform in infra/: checkov (its own venv) and terraform fmt where terraform exists
+infra:
+	bash infra/check.sh
+
+unit: $(STAMP) system-packages
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck infra unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/serving_overhead.py
