@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from agent.embedder import Embedder, EmbeddingOutcome
 from agent.model import Model
+from paddler.protocol import CpuRepack
 
 __all__ = ["EmbeddingOutcome", "EmbeddingService"]
 
@@ -28,11 +29,13 @@ class EmbeddingService:
         context_size: int = 2048,
         threads: int | None = None,
         max_sequences: int = 8,
+        cpu_repack: CpuRepack = "auto",
     ) -> None:
         self.model_path = Path(model_path)
         self.context_size = context_size
         self.threads = threads
         self.max_sequences = max_sequences
+        self.cpu_repack: CpuRepack = cpu_repack
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paddler-embed")
         self._model: Model | None = None
         self._embedder: Embedder | None = None
@@ -49,7 +52,7 @@ class EmbeddingService:
     def _load(self) -> None:
         if self._embedder is not None:
             return
-        model = Model.load(self.model_path)
+        model = Model.load(self.model_path, cpu_repack=self.cpu_repack)
         try:
             self._embedder = Embedder(
                 model,

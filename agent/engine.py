@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.chat_template import ChatTemplate, ChatTemplateError, MessagesRejected
+from agent.cpu_path import choose_cpu_path
 from agent.decoder import Decoder
 from agent.detokenizer import TextStream
 from agent.errors import EngineError
@@ -30,6 +31,8 @@ from paddler.protocol import (
     ENGINE_FAILURE,
     INVALID_MESSAGES,
     NO_FREE_SLOT,
+    CpuPath,
+    CpuRepack,
     EngineStats,
     FinishReason,
     GenerationRequest,
@@ -69,6 +72,7 @@ class Engine:
         kv_size: int | None = None,
         prompt_cache: bool = True,
         chat_template: str | None = None,
+        cpu_repack: CpuRepack = "auto",
     ) -> None:
         if slots < 1:
             raise ValueError(f"an engine needs at least one slot, not {slots}")
@@ -78,6 +82,7 @@ class Engine:
         self.batch_size = batch_size
         self.kv_size = kv_size
         self.prompt_cache = prompt_cache
+        self.cpu_repack: CpuRepack = cpu_repack
         self.chat_template_override = chat_template
         self.issues: tuple[str, ...] = ()
         self._slots_total = slots
@@ -100,6 +105,13 @@ class Engine:
     def slots_busy(self) -> int:
         return self._busy
 
+    @property
+    def cpu_path(self) -> CpuPath:
+        """How the model runs on this CPU; its weights' buffer types once it is loaded."""
+        if self._model is not None and self._model.cpu_path is not None:
+            return self._model.cpu_path
+        return choose_cpu_path(self.cpu_repack)
+
     async def load(self) -> None:
         """Load the model and create the context, off the event loop. Idempotent."""
         if self._decoder is None:
@@ -108,7 +120,7 @@ class Engine:
             self._template = self._chat_template(model)
 
     def _load(self) -> tuple[Model, Decoder]:
-        model = Model.load(self.model_path)
+        model = Model.load(self.model_path, cpu_repack=self.cpu_repack)
         try:
             decoder = Decoder(
                 model,

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
+
+from agent.cpu_path import CpuRepack, choose_cpu_path
+from paddler.protocol import CpuPath
 
 __all__ = ["Model", "ModelLoadError"]
 
@@ -32,6 +36,14 @@ def _forward_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
     if message:
         _llama_logger.log(_last_level, "%s", message)
+        if _buffer_names is not None and (found := _MODEL_BUFFER_LINE.search(message)):
+            _buffer_names.append(found.group(1))
+
+
+# "load_tensors:   CPU_REPACK model buffer size =    35.44 MiB", once per weight buffer
+_MODEL_BUFFER_LINE = re.compile(r"(\S+) model buffer size =")
+_buffer_names: list[str] | None = None  # collects those names while a load runs
+_load_lock = threading.Lock()
 
 
 _setup_lock = threading.Lock()
@@ -52,9 +64,10 @@ class ModelLoadError(Exception):
 
 
 class Model:
-    def __init__(self, pointer: Any, path: Path) -> None:
+    def __init__(self, pointer: Any, path: Path, cpu_path: CpuPath | None = None) -> None:
         self.pointer = pointer
         self.path = path
+        self.cpu_path = cpu_path  # how the weights were placed (None: unknown)
         self.vocab = llama_cpp.llama_model_get_vocab(pointer)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.n_embd = int(llama_cpp.llama_model_n_embd(pointer))
@@ -65,18 +78,34 @@ class Model:
         self._pieces: dict[int, bytes] = {}
 
     @classmethod
-    def load(cls, path: Path) -> Model:
-        """Load ``path`` (blocking: call it off the event loop)."""
+    def load(cls, path: Path, *, cpu_repack: CpuRepack = "auto") -> Model:
+        """Load ``path`` (blocking: call it off the event loop).
+
+        Every model load in the project comes through here, so ``cpu_repack`` (see
+        ``agent.cpu_path``) decides for all of them whether llama.cpp's extra CPU buffer
+        types may hold the weights.
+        """
+        global _buffer_names
         _set_up_llama_cpp()
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f"no model file at {path}")
+        cpu_path = choose_cpu_path(cpu_repack)
         params = llama_cpp.llama_model_default_params()
-        params.use_mmap = True
-        pointer = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
+        params.use_extra_bufts = cpu_path.extra_buffers
+        with _load_lock:
+            _buffer_names = []
+            try:
+                pointer = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+                buffers = tuple(dict.fromkeys(_buffer_names))
+            finally:
+                _buffer_names = None
         if not pointer:
             raise ModelLoadError(f"llama.cpp could not load {path} (is it a GGUF model?)")
-        return cls(pointer, path)
+        cpu_path = cpu_path.model_copy(update={"model_buffers": buffers})
+        _llama_logger.info("loaded %s: %s", path.name, cpu_path.summary)
+        return cls(pointer, path, cpu_path)
 
     @property
     def name(self) -> str:

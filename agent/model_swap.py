@@ -62,6 +62,7 @@ def build_engine(plan: ModelPlan, model_path: Path, like: Engine) -> Engine:
         kv_size=like.kv_size,
         prompt_cache=like.prompt_cache,
         chat_template=plan.chat_template,
+        cpu_repack=like.cpu_repack,
     )
 
 
@@ -74,4 +75,5 @@ def rebuild_embeddings(old: EmbeddingService | None, model_path: Path) -> Embedd
         context_size=old.context_size,
         threads=old.threads,
         max_sequences=old.max_sequences,
+        cpu_repack=old.cpu_repack,
     )

@@ -188,6 +188,7 @@ class AgentRunner:
             issues=self.issues + self.engine.issues,
             engine=self.engine.stats(),
             applied_version=self.applied_version,
+            cpu=self.engine.cpu_path,
         )
 
     async def _connect_once(self) -> None:
@@ -234,6 +235,7 @@ class AgentRunner:
             instance_id=self.instance_id,
             embeddings=self.embeddings is not None,
             applied_version=self.applied_version,
+            cpu=self.engine.cpu_path,
         )
         await socket.send(protocol.encode(hello))
         welcome = protocol.decode_control_plane_message(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.cpu_path import CPU_REPACK_CHOICES
+from paddler.protocol import CpuRepack
 from paddler.settings import (
     SettingsError,
+    require_choice,
     require_log_format,
     require_log_level,
     require_positive,
@@ -45,6 +48,11 @@ class AgentSettings:
         "KV cache cells shared by all slots (0: each slot owns context_size cells); "
         "less overcommits memory, and a request that finds it full fails with kv_cache_full",
     )
+    cpu_repack: CpuRepack = setting(
+        "auto",
+        "auto, on or off: may llama.cpp put weights in extra CPU buffer types (AMX, repacked "
+        "layouts); auto: off on CPUs with AMX, where decoding through them crashes, else on",
+    )
     prompt_cache: bool = setting(
         True, "reuse a slot's KV cache for a prompt that starts like the slot's previous one"
     )
@@ -66,5 +74,6 @@ class AgentSettings:
         require_positive(self, "slots", "context_size", "batch_size", "reconnect_max_delay")
         if self.threads < 0 or self.shutdown_grace < 0 or self.kv_size < 0:
             raise SettingsError("threads, kv_size and shutdown_grace cannot be negative")
+        require_choice("cpu_repack", self.cpu_repack, CPU_REPACK_CHOICES)
         require_log_level(self.log_level)
         require_log_format(self.log_format)

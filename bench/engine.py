@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.cpu_path import CPU_REPACK_CHOICES
 from bench._common import CORES, BenchError, Interruption, engine_class
 from bench.engine_backends import (
     bench_batched_bench,
@@ -40,6 +41,7 @@ from bench.engine_backends import (
     bench_llama_cpp_server,
     bench_llama_server,
     bench_prefix,
+    policies,
 )
 from bench.engine_report import goals, print_prefix, print_table
 from bench.engine_workload import (
@@ -130,8 +132,9 @@ def run(config: Config, selected: Sequence[str], interruption: Interruption) -> 
     )
     print(
         f"Slots = streams everywhere (engine slots, agent --slots, llama-server -np), "
-        f"{CONTEXT_PER_SLOT} tokens of context per slot; logs in {config.directory}\n"
+        f"{CONTEXT_PER_SLOT} tokens of context per slot; logs in {config.directory}"
     )
+    print("\n".join(policies(config)) + "\n")
     by_key: dict[str, Backend] = {}
     for plan in plans(config, selected):
         backend = by_key[plan.key] = Backend(plan.label)
@@ -181,11 +184,19 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (median)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
+    parser.add_argument(
+        "--cpu-repack",
+        choices=CPU_REPACK_CHOICES,
+        default="auto",
+        help="the agent's CPU buffer policy, applied to every backend alike (auto)",
+    )
     args = parser.parse_args()
     if args.tokens < 2 or args.repeat < 1:
         parser.error("--tokens must be at least 2 and --repeat at least 1")
     directory = Path(tempfile.mkdtemp(prefix="paddler-bench-"))
-    config = Config(bundled_model_path(), args.streams, args.tokens, args.repeat, directory)
+    config = Config(
+        bundled_model_path(), args.streams, args.tokens, args.repeat, directory, args.cpu_repack
+    )
     code = 1
     try:
         with Interruption().installed() as interruption:

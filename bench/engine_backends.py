@@ -50,6 +50,7 @@ from bench.engine_workload import (
     repeated,
     stream_prompts,
 )
+from paddler.protocol import CpuRepack
 from tests.processes import free_port
 
 # (a) the engine in-process
@@ -57,7 +58,9 @@ from tests.processes import free_port
 
 async def bench_engine(config: Config, backend: Backend) -> None:
     for streams in config.streams:
-        engine = make_engine(config.model, streams, context_size=CONTEXT_PER_SLOT)
+        engine = make_engine(
+            config.model, streams, context_size=CONTEXT_PER_SLOT, cpu_repack=config.cpu_repack
+        )
         try:
             await engine.load()
             backend.rows[streams] = await engine_row(config, engine, streams)
@@ -101,7 +104,7 @@ def bench_full(config: Config, backend: Backend) -> None:
     with control_plane(config.directory) as plane:
         for streams in config.streams:
             name = f"bench-{streams}"
-            extra = ["--context-size", str(CONTEXT_PER_SLOT)]
+            extra = ["--context-size", str(CONTEXT_PER_SLOT), "--cpu-repack", config.cpu_repack]
             with paddler_agent(
                 plane, config.directory, name, config.model, slots=streams, extra=extra
             ):
@@ -126,8 +129,8 @@ def bench_llama_cpp_server(config: Config, backend: Backend) -> None:
     # with it off, concurrent requests queue (it serves one at a time) and all complete.
     args = [
         sys.executable,
-        "-m",
-        "llama_cpp.server",
+        str(Path(__file__).with_name("llama_cpp_server.py")),
+        *("--cpu-repack", config.cpu_repack),
         *("--model", str(config.model), "--model_alias", config.model.stem),
         *("--host", "127.0.0.1", "--port", str(port)),
         *("--n_ctx", str(CONTEXT_PER_SLOT), "--n_batch", "512"),
@@ -153,6 +156,24 @@ def native_binary(variable: str) -> Path | str:
     return path
 
 
+def native_policy(config: Config) -> list[str]:
+    """llama.cpp's own tools repack by default; ``--no-repack`` turns every extra buffer
+    type off, as ``use_extra_bufts`` does for the agent."""
+    return [] if config.cpu_path.extra_buffers else ["--no-repack"]
+
+
+def policies(config: Config) -> list[str]:
+    """What each side of the comparison runs with, to print beside the results."""
+    path = config.cpu_path
+    native = "default (repack on)" if path.extra_buffers else "--no-repack"
+    return [
+        f"CPU features: {' '.join(path.features) or 'baseline'}; buffer policy: {path.summary}",
+        f"  engine, agent: --cpu-repack {config.cpu_repack}; "
+        f"llama_cpp.server: use_extra_bufts={path.extra_buffers}; "
+        f"llama-server, llama-batched-bench: {native}",
+    ]
+
+
 def bench_llama_server(config: Config, backend: Backend) -> None:
     binary = native_binary("LLAMA_SERVER")
     if isinstance(binary, str):
@@ -165,6 +186,7 @@ def bench_llama_server(config: Config, backend: Backend) -> None:
             *("-m", str(config.model), "--host", "127.0.0.1", "--port", str(port)),
             *("-np", str(streams), "-c", str(streams * CONTEXT_PER_SLOT)),
             *("--threads", str(CORES), "--threads-batch", str(CORES)),
+            *native_policy(config),
         ]
         base_url = f"http://127.0.0.1:{port}"
         log = config.directory / f"llama-server-{streams}.log"
@@ -197,6 +219,7 @@ def bench_batched_bench(config: Config, backend: Backend, prompt_tokens: int) ->
         *("-m", str(config.model), "-c", str(max(config.streams) * CONTEXT_PER_SLOT)),
         *("-b", "2048", "-ub", "512", "-t", str(CORES), "-tb", str(CORES)),
         *("-npp", str(prompt_tokens), "-ntg", str(config.tokens), "-npl", batches),
+        *native_policy(config),
     ]
     log = config.directory / "llama-batched-bench.log"
     for _ in range(config.repeat):
@@ -225,9 +248,13 @@ def bench_batched_bench(config: Config, backend: Backend, prompt_tokens: int) ->
 # the prompt cache: time to first token of a request that shares a long prefix
 
 
-async def prefix_run(model: Path, prefixes: Sequence[str], cache: bool) -> list[StreamTrace]:
+async def prefix_run(
+    model: Path, prefixes: Sequence[str], cache: bool, cpu_repack: CpuRepack
+) -> list[StreamTrace]:
     """Per prefix: a request opening it, then one sharing it; returns the traces in pairs."""
-    engine: BenchEngine = make_engine(model, 4, context_size=CONTEXT_PER_SLOT, prompt_cache=cache)
+    engine: BenchEngine = make_engine(
+        model, 4, context_size=CONTEXT_PER_SLOT, prompt_cache=cache, cpu_repack=cpu_repack
+    )
     traces: list[StreamTrace] = []
     try:
         await engine.load()
@@ -249,7 +276,7 @@ def bench_prefix(config: Config) -> PrefixReport:
     if "none" in modes:
         report.note = f"{engine_class().__name__} has no prompt_cache option: no reuse to compare"
     for label, cache in modes.items():
-        traces = asyncio.run(prefix_run(config.model, prefixes, cache))
+        traces = asyncio.run(prefix_run(config.model, prefixes, cache, config.cpu_repack))
         report.first[label] = statistics.median(t.first_token for t in traces[0::2])
         report.second[label] = statistics.median(t.first_token for t in traces[1::2])
         report.cached[label] = int(statistics.median(t.cached_tokens for t in traces[1::2]))

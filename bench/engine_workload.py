@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.cpu_path import choose_cpu_path
 from agent.model import Model
 from bench._common import Load
-from paddler.protocol import GenerationRequest, SamplingParams
+from paddler.protocol import CpuPath, CpuRepack, GenerationRequest, SamplingParams
 
 CONTEXT_PER_SLOT = 2048
 COMPLETIONS = "/v1/completions"
@@ -127,6 +128,11 @@ class Config:
     tokens: int
     repeat: int
     directory: Path
+    cpu_repack: CpuRepack = "auto"  # the agent's setting, applied to every side alike
+
+    @property
+    def cpu_path(self) -> CpuPath:
+        return choose_cpu_path(self.cpu_repack)
 
 
 async def repeated(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
 from bench._common import (
     Load,
     control_plane,
@@ -28,7 +29,7 @@ from bench._common import (
     paddler_agent,
 )
 from paddler.models import bundled_model_path
-from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
+from paddler.protocol import ChatMessage, CpuRepack, GenerationRequest, SamplingParams
 
 PROMPT = "Write a long story about a lighthouse keeper."
 
@@ -52,8 +53,8 @@ def body(model: Path, tokens: int) -> dict[str, object]:
     }
 
 
-async def engine_alone(model: Path, streams: int, tokens: int) -> Load:
-    engine = make_engine(model, streams)
+async def engine_alone(model: Path, streams: int, tokens: int, cpu_repack: CpuRepack) -> Load:
+    engine = make_engine(model, streams, cpu_repack=cpu_repack)
     try:
         await engine.load()
         await engine_load(engine, [request(4)])  # warm-up, as below
@@ -62,11 +63,12 @@ async def engine_alone(model: Path, streams: int, tokens: int) -> Load:
         engine.close()
 
 
-def through_paddler(model: Path, streams: int, tokens: int) -> Load:
+def through_paddler(model: Path, streams: int, tokens: int, cpu_repack: CpuRepack) -> Load:
+    extra = ("--cpu-repack", cpu_repack)
     with (
         tempfile.TemporaryDirectory() as directory,
         control_plane(Path(directory)) as plane,
-        paddler_agent(plane, Path(directory), "bench", model, slots=streams),
+        paddler_agent(plane, Path(directory), "bench", model, slots=streams, extra=extra),
     ):
 
         def load(bodies: list[dict[str, object]]) -> Load:
@@ -81,13 +83,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument(
+        "--cpu-repack",
+        choices=CPU_REPACK_CHOICES,
+        default="auto",
+        help="the agent's CPU buffer policy, the same on both sides (auto)",
+    )
     args = parser.parse_args()
     model = bundled_model_path()
 
-    direct = asyncio.run(engine_alone(model, args.streams, args.tokens))
-    paddler = through_paddler(model, args.streams, args.tokens)
+    direct = asyncio.run(engine_alone(model, args.streams, args.tokens, args.cpu_repack))
+    paddler = through_paddler(model, args.streams, args.tokens, args.cpu_repack)
 
     print(f"{args.streams} concurrent streams x {args.tokens} tokens, SmolLM2-135M Q4_1")
+    path = choose_cpu_path(args.cpu_repack)
+    print(
+        f"  both sides: --cpu-repack {args.cpu_repack} -> {path.summary} "
+        f"(CPU: {' '.join(path.features) or 'baseline'})"
+    )
     for label, load in (("engine alone   ", direct), ("through Paddler", paddler)):
         print(
             f"  {label}  {load.tokens_per_second:7.1f} tok/s"

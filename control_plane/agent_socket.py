@@ -61,17 +61,20 @@ async def agent_connection() -> Response | None:
         instance_id=hello.instance_id,
         embeddings=hello.embeddings,
         applied_version=hello.applied_version,
+        cpu=hello.cpu,
     )
     link.connection_id = await state.store.agent_connected(
         hello.agent_id, hello.name, hello.pool, link.state, remote
     )
     logger.info(
-        "agent %s joined pool %s from %s (%d slots%s)",
+        "agent %s joined pool %s from %s (%d slots%s; cpu %s, %s)",
         link.name,
         link.pool,
         remote,
         link.slots,
         ", embeddings" if link.embeddings else "",
+        " ".join(link.cpu.features) or "baseline" if link.cpu else "not reported",
+        link.cpu.summary if link.cpu else "repack unknown",
     )
     heartbeat = state.settings.agent_timeout / 3
     link.send(protocol.Welcome(pool=link.pool, heartbeat_seconds=heartbeat))

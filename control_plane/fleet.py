@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from control_plane.jobs import InferenceJob
-from paddler.protocol import AgentState, EngineStats, Message
+from paddler.protocol import AgentState, CpuPath, EngineStats, Message
 
 
 @dataclass(eq=False)
@@ -26,6 +26,7 @@ class AgentLink:
     state: AgentState = "loading"
     issues: tuple[str, ...] = ()
     engine: EngineStats | None = None  # the agent engine's figures from its last status
+    cpu: CpuPath | None = None  # its CPU's features and the buffer types its model got
     download_progress: float | None = None
     applied_version: int = 0  # the pool's desired-state version the agent runs
     sent_version: int = 0  # the newest desired-state version sent to it

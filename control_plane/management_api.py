@@ -9,6 +9,7 @@ from quart import Blueprint
 from control_plane import errors
 from control_plane.db.store import AgentRecord
 from control_plane.fleet import AgentLink
+from control_plane.snapshot import cpu_json
 from control_plane.state import current_control_plane
 
 management_api = Blueprint("management_api", __name__)
@@ -32,6 +33,7 @@ def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
         "slots_busy": len(link.jobs) if link else 0,
         "embeddings": link.embeddings if link else False,
         "engine": link.engine.model_dump() if link and link.engine else None,
+        "cpu": cpu_json(link.cpu) if link else None,
         "download_progress": link.download_progress if link else None,
         "model": link.model if link else None,
         "applied_version": link.applied_version if link else None,

@@ -170,10 +170,16 @@ class Scheduler:
                 link.state = "draining" if swapping and message.state == "ready" else message.state
                 link.issues = message.issues
                 link.engine = message.engine
+                link.cpu = message.cpu or link.cpu
                 link.download_progress = message.download_progress
                 self.observer.agent_status(link, message)
                 if link.state == "ready" and was != "ready":
-                    logger.info("agent %s is ready with %d slots", link.name, link.slots)
+                    logger.info(
+                        "agent %s is ready with %d slots (%s)",
+                        link.name,
+                        link.slots,
+                        link.cpu.summary if link.cpu else "cpu path not reported",
+                    )
                     self.pump(link.pool)
             case protocol.Token():
                 job = link.jobs.get(message.job_id)

@@ -11,10 +11,15 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from control_plane.fleet import AgentLink
-from paddler.protocol import EngineStats
+from paddler.protocol import CpuPath, EngineStats
 
 if TYPE_CHECKING:
     from control_plane.state import ControlPlane
+
+
+def cpu_json(cpu: CpuPath | None) -> dict[str, Any] | None:
+    """An agent's CPU path as the JSON API and the dashboard show it, with its summary."""
+    return {**cpu.model_dump(), "summary": cpu.summary} if cpu else None
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class AgentSnapshot:
     remote_address: str | None
     connected_seconds: float
     engine: EngineStats | None
+    cpu: CpuPath | None
     applied_version: int  # the pool's desired-state version it runs
 
     @classmethod
@@ -52,6 +58,7 @@ class AgentSnapshot:
             remote_address=link.remote_address,
             connected_seconds=max(0.0, time.time() - link.connected_at),
             engine=link.engine,
+            cpu=link.cpu,
             applied_version=link.applied_version,
         )
 
@@ -59,6 +66,7 @@ class AgentSnapshot:
         data = asdict(self)
         data["issues"] = list(self.issues)
         data["engine"] = self.engine.model_dump() if self.engine else None
+        data["cpu"] = cpu_json(self.cpu)
         return data
 
 

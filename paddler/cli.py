@@ -134,6 +134,7 @@ def run_agent(settings: AgentSettings) -> int:
                 kv_size=settings.kv_size or None,
                 prompt_cache=settings.prompt_cache,
                 chat_template=chat_template,
+                cpu_repack=settings.cpu_repack,
             ),
             control_plane=settings.control_plane,
             token=settings.token,
@@ -174,7 +175,10 @@ def _embedding_service(settings: AgentSettings, model: Path) -> EmbeddingService
     if not settings.embeddings:
         return None
     return EmbeddingService(
-        model, context_size=settings.context_size, threads=settings.threads or None
+        model,
+        context_size=settings.context_size,
+        threads=settings.threads or None,
+        cpu_repack=settings.cpu_repack,
     )
 
 

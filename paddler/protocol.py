@@ -16,6 +16,7 @@ AGENT_SOCKET_PATH = "/api/v1/agents/socket"
 AgentState = Literal["loading", "ready", "draining", "error"]
 JobKind = Literal["chat", "completion"]
 FinishReason = Literal["stop", "length", "cancelled"]
+CpuRepack = Literal["auto", "on", "off"]  # may llama.cpp use extra CPU buffer types
 
 
 class Message(BaseModel):
@@ -111,6 +112,27 @@ KV_CACHE_FULL = "kv_cache_full"  # the context ran out of room while the job was
 EMBEDDINGS_DISABLED = "embeddings_disabled"  # an embedding job reached an agent without them
 
 
+class CpuPath(BaseModel):
+    """How llama.cpp computes on the agent's CPU: the features that choose its kernels, and
+    whether the model's weights may go to extra buffer types (AMX, repacked layouts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: tuple[str, ...] = ()  # of avx2, avx512f, avx512_vnni, avx512_bf16, amx_*
+    cpu_repack: CpuRepack = "auto"  # the agent's setting
+    extra_buffers: bool = True  # what the setting resolved to on this CPU
+    reason: str = ""  # "amx", "no amx" (auto) or "setting"
+    model_buffers: tuple[str, ...] = ()  # buffer types the loaded weights got (CPU_REPACK…)
+
+    @property
+    def summary(self) -> str:
+        """One line for people: ``repack off (amx)``, ``repack on (no amx)``."""
+        text = f"repack {'on' if self.extra_buffers else 'off'} ({self.reason})"
+        if self.model_buffers:
+            text += f"; weights in {', '.join(self.model_buffers)}"
+        return text
+
+
 # agent -> control plane
 
 
@@ -126,6 +148,7 @@ class Hello(Message):
     instance_id: str | None = None
     embeddings: bool = False  # the agent serves embedding jobs too
     applied_version: int = Field(0, ge=0)  # the pool's desired-state version it runs (0: none)
+    cpu: CpuPath | None = None  # what the model will run on; model_buffers once it is loaded
 
 
 class EngineStats(BaseModel):
@@ -150,6 +173,7 @@ class Status(Message):
     issues: tuple[str, ...] = ()
     engine: EngineStats | None = None
     applied_version: int = Field(0, ge=0)  # the last desired-state version it has applied
+    cpu: CpuPath | None = None
 
 
 class Token(Message):

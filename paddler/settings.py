@@ -39,16 +39,18 @@ def require_positive(settings: object, *names: str) -> None:
             raise SettingsError(f"{flag} must be greater than 0, got {value}")
 
 
+def require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        flag = "--" + name.replace("_", "-")
+        raise SettingsError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def require_log_level(level: str) -> None:
-    if level.lower() not in LOG_LEVELS:
-        raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    require_choice("log_level", level.lower(), LOG_LEVELS)
 
 
 def require_log_format(log_format: str) -> None:
-    if log_format not in LOG_FORMATS:
-        raise SettingsError(
-            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}"
-        )
+    require_choice("log_format", log_format, LOG_FORMATS)
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings_class: type[Any]) -> None:

@@ -176,6 +176,12 @@ def test_agents_that_never_get_ready_are_replaced_then_requests_get_503(
         assert actions.count("launch") == 2 and actions.count(failure) == 2, actions
         assert actions[-1] == "mark_failing", actions
         assert all(i["state"] == "terminated" for i in instances(plane))
+        if model == "missing":  # exits by itself: a crash, so the second launch waits
+            assert actions == [
+                *("launch", "boot_failed", "backoff"),
+                *("launch", "boot_failed", "mark_failing"),
+            ]
+            assert {i["reason"] for i in instances(plane)} == {"agent exited with status 2"}
         assert management(plane, "/api/v1/instances")["autoscaler"]["failing"] is True
     finally:
         plane.stop()
@@ -231,27 +237,81 @@ def test_a_control_plane_restarted_while_an_agent_boots_adopts_it(
         plane.stop()
 
 
-def test_a_crashed_agent_is_replaced_to_keep_min_agents(
+def agent_pid(directory: Path, provider_id: str) -> int:
+    record = next((directory / "state" / "local-instances").glob(f"*/{provider_id}.json"))
+    pid: int = json.loads(record.read_text())["pid"]
+    return pid
+
+
+def test_crashed_agents_are_named_and_replaced_slower_each_time(
     local_instances: Path, tiny_model_path: Path
 ) -> None:
+    """Agents that die by a signal (llama.cpp segfaults on some CPUs): each crash is recorded
+    with the signal's name, and each replacement waits longer than the one before."""
     plane = autoscaled_plane(
         local_instances, tiny_model_path, *("--provider", "local", "--min-agents", "1")
     )
     plane.start()
     try:
-        wait_until(lambda: [i["state"] for i in instances(plane)] == ["ready"], what="min 1")
-        [first] = instances(plane)
-        pid = next(a for a in plane.agents() if a["connected"])["instance_id"]
-        assert pid == first["provider_id"]
-        record = next((local_instances / "state" / "local-instances").glob(f"*/{pid}.json"))
-        os.kill(int(json.loads(record.read_text())["pid"]), signal.SIGKILL)
 
-        def replaced() -> bool:
-            states = {str(i["provider_id"]): i["state"] for i in instances(plane)}
-            return states.get(pid) == "terminated" and list(states.values()).count("ready") == 1
+        def one_ready() -> bool:
+            return "ready" in [i["state"] for i in instances(plane)]
 
-        wait_until(replaced, timeout=30, what=f"a replacement\n{plane.log()}")
+        def launches() -> int:
+            return scaling_actions(local_instances).count("launch")
+
+        def crash_the_ready_agent() -> str:
+            wait_until(one_ready, what=f"an agent ready\n{plane.log()}")
+            [ready] = [str(i["provider_id"]) for i in instances(plane) if i["state"] == "ready"]
+            launched = launches()
+            os.kill(agent_pid(local_instances, ready), signal.SIGSEGV)  # a native crash
+            wait_until(lambda: launches() > launched, what=f"a replacement\n{plane.log()}")
+            return ready
+
+        crashed = [crash_the_ready_agent(), crash_the_ready_agent()]
+        wait_until(one_ready, what=f"the last replacement ready\n{plane.log()}")
         assert stream_text(plane, POOL).strip()
-        assert scaling_actions(local_instances) == ["launch", "gone", "launch"]
+
+        fates = {i["provider_id"]: i["reason"] for i in instances(plane)}
+        assert [fates[provider_id] for provider_id in crashed] == ["agent exited: SIGSEGV"] * 2
+        events = [
+            (e["action"], e["reason"]) for e in management(plane, "/api/v1/scaling-events")["data"]
+        ]
+        assert [action for action, _ in reversed(events)] == [
+            *("launch", "gone", "backoff"),
+            *("launch", "gone", "backoff"),
+            "launch",
+        ]
+        assert [reason for action, reason in reversed(events) if action != "launch"] == [
+            f"{crashed[0]} ended on its own: agent exited: SIGSEGV",
+            "next launch in 1 s after 1 crash: agent exited: SIGSEGV",
+            f"{crashed[1]} ended on its own: agent exited: SIGSEGV",
+            "next launch in 2 s after 2 crashes: agent exited: SIGSEGV",
+        ]
+        warnings = [
+            line.split("paddler.autoscaler: ", 1)[1]
+            for line in plane.log(tail=None).splitlines()
+            if " WARNING paddler.autoscaler: " in line
+        ]
+        agents = {"gone": "1 -> 0", "backoff": "0 -> 0"}
+        assert warnings == [
+            f"pool {POOL}: {action} ({agents[action]} agents): {reason}"
+            for action, reason in reversed(events)
+            if action in agents
+        ]
+
+        overview = plane.management_get("/").text  # the dashboard's latest events
+        assert (
+            "<code>gone</code> 1 → 0: " + f"{crashed[1]} ended on its own: agent exited: SIGSEGV"
+            in overview
+        )
+        assert "<code>backoff</code> 0 → 0: next launch in 2 s after 2 crashes" in overview
+
+        samples = scrape(plane)
+        assert value(samples, "paddler_scaling_actions_total", pool=POOL, action="backoff") == 2
+        backoff_gauge = ("paddler_restart_backoff_seconds", frozenset({"pool": POOL}.items()))
+        assert samples[backoff_gauge] == 0  # the replacement was launched: nothing held back
+        status = management(plane, "/api/v1/instances")["autoscaler"]
+        assert (status["crashes"], status["restart_backoff"], status["failing"]) == (2, None, False)
     finally:
         plane.stop()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from agent.cpu_path import CpuFeatures
 from tests.file_server import FileServer
 from tests.processes import ADMIN_TOKEN, ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent
@@ -130,6 +131,10 @@ def test_dashboard_login_live_agent_playground_logout(
 
     agent_row.locator("a").click()
     expect(page.locator("#agent-status")).to_contain_text("ready")
+    expect(page.locator("#agent-cpu-path")).to_contain_text("weights in CPU_Mapped")
+    expect(page.locator("#agent-cpu-features")).to_have_text(
+        " ".join(CpuFeatures.of_this_machine().reported) or "baseline (no AVX2)"
+    )
     expect(page.locator("#connections")).to_contain_text("still connected")
 
     page.click("text=Playground")

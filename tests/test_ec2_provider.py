@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-from control_plane.providers.base import AgentSpec, InstanceState, ProviderError
+from control_plane.providers.base import AgentSpec, InstanceState, InstanceStatus, ProviderError
 from control_plane.providers.ec2 import (
     CLUSTER_TAG,
     DEFAULT_LAUNCH_TEMPLATE,
@@ -145,10 +145,15 @@ def test_launch_list_and_terminate_from_the_launch_template(
     gone, kept = records
     provider.terminate(gone.provider_id)
     provider.terminate(gone.provider_id)  # again: not an error
-    states = provider.describe([gone.provider_id, kept.provider_id, "i-0123456789abcdef0"])
-    assert states[gone.provider_id] == InstanceState.TERMINATED
-    assert states[kept.provider_id] in (InstanceState.PENDING, InstanceState.RUNNING)
-    assert states["i-0123456789abcdef0"] == InstanceState.TERMINATED
+    statuses = provider.describe([gone.provider_id, kept.provider_id, "i-0123456789abcdef0"])
+    assert statuses[gone.provider_id] == InstanceStatus(  # AWS's StateReason says why
+        InstanceState.TERMINATED, "Client.UserInitiatedShutdown: User initiated shutdown"
+    )
+    assert statuses[kept.provider_id] in (
+        InstanceStatus(InstanceState.PENDING),
+        InstanceStatus(InstanceState.RUNNING),
+    )
+    assert statuses["i-0123456789abcdef0"] == InstanceStatus(InstanceState.TERMINATED)
     assert [r.provider_id for r in provider.list_instances()] == [kept.provider_id]
 
     for record in (kept, stranger):

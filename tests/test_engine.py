@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import llama_cpp
 import pytest
 
 from agent.chat_template import ChatTemplate, ChatTemplateError
 from agent.detokenizer import TextStream, Utf8Stream
 from agent.engine import Engine, EngineError, GenerationResult
+from agent.model import Model
 from agent.stop_strings import StopStrings
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 
@@ -89,14 +89,14 @@ async def test_chat_streams_text_on_the_loop_with_consistent_usage(
     assert result.seconds_to_first_token is not None
     assert 0 < result.seconds_to_first_token <= result.seconds_total
 
-    vocab = llama_cpp.Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    model = Model.load(smollm2_path)
     try:
-        template = vocab.metadata["tokenizer.chat_template"]
-        prompt = ChatTemplate(template).render(QUESTION)
+        assert model.chat_template is not None
+        prompt = ChatTemplate(model.chat_template).render(QUESTION)
         assert prompt.endswith("<|im_start|>assistant\n")
-        tokens = vocab.tokenize(prompt.encode(), add_bos=True, special=True)
+        tokens = model.tokenize(prompt)
     finally:
-        vocab.close()
+        model.close()
     assert result.usage.prompt_tokens == len(tokens)
 
 

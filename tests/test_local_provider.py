@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from control_plane.providers.base import AgentSpec, InstanceState, Provider
-from control_plane.providers.local import LocalProvider, LocalSettings
+from control_plane.providers.base import AgentSpec, InstanceState, InstanceStatus, Provider
+from control_plane.providers.local import LocalProvider, LocalSettings, exit_reason
 from tests.processes import AGENT_TOKEN, ControlPlane, wait_until
 
 FAST_AGENT = ("--context-size", "256", "--reconnect-max-delay", "1", "--shutdown-grace", "2")
@@ -56,15 +57,15 @@ def test_launched_agents_join_with_their_instance_id_and_leave_when_terminated(
     # A control plane that restarted finds the agents it started, by their records.
     restarted = LocalProvider(LocalSettings(state_dir=tmp_path))
     assert sorted(r.provider_id for r in restarted.list_instances()) == ids
-    assert set(restarted.describe(ids).values()) == {InstanceState.RUNNING}
+    assert set(restarted.describe(ids).values()) == {InstanceStatus(InstanceState.RUNNING)}
 
     gone, kept = ids
     restarted.terminate(gone)
     restarted.terminate(gone)  # again: not an error
     assert provider.describe([gone, kept, "local-unknown"]) == {
-        gone: InstanceState.TERMINATED,
-        kept: InstanceState.RUNNING,
-        "local-unknown": InstanceState.TERMINATED,
+        gone: InstanceStatus(InstanceState.TERMINATED),  # terminated when asked: no crash
+        kept: InstanceStatus(InstanceState.RUNNING),
+        "local-unknown": InstanceStatus(InstanceState.TERMINATED),
     }
     wait_until(
         lambda: [a["instance_id"] for a in control_plane.agents() if a["connected"]] == [kept],
@@ -96,7 +97,9 @@ def test_an_agent_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path)
     provider.terminate(record.provider_id)
 
     assert 0.5 <= time.monotonic() - started < 5
-    assert provider.describe([record.provider_id])[record.provider_id] == InstanceState.TERMINATED
+    assert provider.describe([record.provider_id])[record.provider_id].state == (
+        InstanceState.TERMINATED
+    )
     with pytest.raises(ProcessLookupError):
         os.kill(int(record.details["pid"]), 0)
 
@@ -108,11 +111,15 @@ def test_an_agent_that_exits_on_its_own_is_no_longer_listed(
 
     wait_until(
         lambda: (
-            provider.describe([record.provider_id])[record.provider_id] == InstanceState.TERMINATED
+            provider.describe([record.provider_id])[record.provider_id].state
+            == InstanceState.TERMINATED
         ),
         timeout=30,
         what="the agent to exit",
     )
+    assert provider.describe([record.provider_id]) == {
+        record.provider_id: InstanceStatus(InstanceState.TERMINATED, "agent exited with status 2")
+    }
     assert provider.list_instances() == []
     assert "model file not found" in provider.log_path(record.provider_id).read_text()
 
@@ -130,3 +137,38 @@ def test_a_record_whose_pid_was_reused_is_not_adopted(tmp_path: Path) -> None:
 
     assert provider.list_instances() == []
     assert not (provider.directory / "local-stale.json").exists()
+
+
+def test_an_agent_killed_by_a_signal_is_described_by_the_signal_name(
+    control_plane: ControlPlane, provider: LocalProvider, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    [record] = provider.launch(spec(control_plane, tiny_model_path))
+    wait_until(
+        lambda: any(a["state"] == "ready" for a in control_plane.agents()),
+        timeout=60,
+        what=f"the agent ready\n{control_plane.log()}",
+    )
+
+    os.kill(int(record.details["pid"]), signal.SIGSEGV)  # what a native crash looks like
+
+    crashed = InstanceStatus(InstanceState.TERMINATED, "agent exited: SIGSEGV")
+    wait_until(lambda: provider.describe([record.provider_id])[record.provider_id] == crashed)
+    # A control plane that restarted did not start the process: it cannot say how it ended.
+    restarted = LocalProvider(LocalSettings(state_dir=tmp_path))
+    assert restarted.describe([record.provider_id]) == {
+        record.provider_id: InstanceStatus(InstanceState.TERMINATED)
+    }
+
+
+@pytest.mark.parametrize(
+    ("returncode", "reason"),
+    [
+        (-signal.SIGSEGV, "agent exited: SIGSEGV"),
+        (-signal.SIGKILL, "agent exited: SIGKILL"),
+        (3, "agent exited with status 3"),
+        (0, "agent exited with status 0"),
+        (-99, "agent exited: signal 99"),
+    ],
+)
+def test_exit_reasons(returncode: int, reason: str) -> None:
+    assert exit_reason(returncode) == reason

@@ -9,8 +9,11 @@ import pytest
 from control_plane.autoscaler.decisions import (
     Action,
     AgentView,
+    BackOff,
     BootingInstance,
+    Crashes,
     DrainAndTerminate,
+    ForgetCrashes,
     Launch,
     MarkFailing,
     PoolSnapshot,
@@ -50,7 +53,22 @@ def kinds(actions: list[Action]) -> list[tuple[str, object]]:
                 described.append(("replace", provider_id))
             case MarkFailing():
                 described.append(("failing", None))
+            case BackOff(until=until):
+                described.append(("backoff", until - NOW))
+            case ForgetCrashes():
+                described.append(("forget crashes", None))
     return described
+
+
+def crashes(count: int, seconds_ago: float) -> Crashes:
+    return Crashes(count, last_at=NOW - seconds_ago, last_reason="agent exited: SIGSEGV")
+
+
+def serving(agent_id: str, ready_for: float, *, busy_slots: int = 0) -> AgentView:
+    return AgentView(agent_id, busy_slots, 4, idle_since=None, ready_since=NOW - ready_for)
+
+
+KEEP_ONE = ScalingPolicy(slots_per_agent=4, min_agents=1, max_agents=3)
 
 
 @dataclass(frozen=True)
@@ -189,6 +207,73 @@ CASES = [
         PoolSnapshot(NOW, agents=(idle("a", 400),), failed_boots=3, failing_since=NOW - 10),
         [("drain", "a")],
     ),
+    Case(
+        "after a crash the replacement for min_agents waits restart_backoff",
+        PoolSnapshot(NOW, crashes=crashes(1, 0.25)),
+        [("backoff", 0.75)],
+        KEEP_ONE,
+    ),
+    Case(
+        "once the backoff has passed the replacement is launched",
+        PoolSnapshot(NOW, crashes=crashes(1, 1)),
+        [("launch", 1)],
+        KEEP_ONE,
+    ),
+    Case(
+        "demand waits too",
+        PoolSnapshot(NOW, 5, crashes=crashes(1, 0)),
+        [("backoff", 1)],
+    ),
+    Case(
+        "the wait doubles: 4 s after 3 crashes",
+        PoolSnapshot(NOW, 1, crashes=crashes(3, 3.5)),
+        [("backoff", 0.5)],
+    ),
+    Case(
+        "the wait is capped by restart_backoff_max",
+        PoolSnapshot(NOW, 1, crashes=crashes(50, 59)),
+        [("backoff", 1)],
+    ),
+    Case(
+        "no launch wanted: nothing to hold back",
+        PoolSnapshot(NOW, crashes=crashes(2, 0)),
+        [],
+    ),
+    Case(
+        "a backoff does not stop scaling down",
+        PoolSnapshot(NOW, agents=(idle("a", 400),), crashes=crashes(2, 0)),
+        [("drain", "a")],
+    ),
+    Case(
+        "a failing pool's probe keeps its own timer",
+        PoolSnapshot(NOW, 1, failed_boots=3, failing_since=NOW - 300, crashes=crashes(9, 0)),
+        [("launch", 1)],
+    ),
+    Case(
+        "an agent ready after the last crash and serving for a minute ends the streak",
+        PoolSnapshot(NOW, 1, agents=(serving("a", 60, busy_slots=4),), crashes=crashes(9, 61)),
+        [("forget crashes", None), ("launch", 1)],
+    ),
+    Case(
+        "serving for less than a minute does not",
+        PoolSnapshot(NOW, 1, agents=(serving("a", 45, busy_slots=4),), crashes=crashes(9, 50)),
+        [("backoff", 10)],
+    ),
+    Case(
+        "an agent ready since before the last crash proves nothing",
+        PoolSnapshot(NOW, 1, agents=(serving("a", 500, busy_slots=4),), crashes=crashes(9, 30)),
+        [("backoff", 30)],
+    ),
+    Case(
+        "neither does an agent that joined by itself",
+        PoolSnapshot(
+            NOW,
+            1,
+            agents=(AgentView("x", 4, 4, managed=False, ready_since=NOW - 120),),
+            crashes=crashes(9, 61),
+        ),
+        [("launch", 1)],
+    ),
 ]
 
 
@@ -262,3 +347,56 @@ def test_no_flapping_over_a_simulated_day() -> None:
     # two bursts: 4 agents for the first (7 slots), 2 for the second; all gone at the end
     assert (launches, drains) == (6, 6)
     assert not agents and not boots
+
+
+def test_backoff_reasons_say_how_long_and_why() -> None:
+    [backoff] = decide(POLICY, PoolSnapshot(NOW, 1, crashes=crashes(3, 0)))
+    assert backoff == BackOff(
+        NOW + 4, 4, "next launch in 4 s after 3 crashes: agent exited: SIGSEGV"
+    )
+    [first] = decide(POLICY, PoolSnapshot(NOW, 1, crashes=crashes(1, 0)))
+    assert first.reason == "next launch in 1 s after 1 crash: agent exited: SIGSEGV"
+    [forget, _] = decide(
+        POLICY, PoolSnapshot(NOW, 9, agents=(serving("a", 70),), crashes=crashes(4, 80))
+    )
+    assert forget == ForgetCrashes(
+        "a has served for 70s since the last crash; the restart backoff starts over"
+    )
+
+
+def test_the_restart_delay_doubles_up_to_its_cap() -> None:
+    delays = [POLICY.restart_delay(crashes) for crashes in range(1, 10)]
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert POLICY.restart_delay(10_000) == 60
+    slow = ScalingPolicy(slots_per_agent=1, restart_backoff=5, restart_backoff_max=30)
+    assert [slow.restart_delay(n) for n in (1, 2, 3, 4)] == [5, 10, 20, 30]
+    with pytest.raises(ValueError, match="restart_backoff"):
+        ScalingPolicy(slots_per_agent=1, restart_backoff=0)
+
+
+def test_an_agent_that_always_crashes_is_relaunched_slower_and_slower() -> None:
+    """A simulated hour of ``paddler up`` (min_agents 1) whose agent gets ready and crashes 3 s
+    after each launch: the waits between a crash and the next launch double up to the cap,
+    instead of a relaunch every tick."""
+    policy = ScalingPolicy(slots_per_agent=4, min_agents=1, max_agents=1)
+    streak: Crashes | None = None
+    running_since: float | None = None
+    waits: list[float] = []
+    for tick in range(3600):
+        now = float(tick)
+        if running_since is not None and now - running_since >= 3:
+            count = streak.count + 1 if streak is not None else 1
+            streak = Crashes(count, now, "agent exited: SIGSEGV")
+            running_since = None
+        agents = () if running_since is None else (AgentView("a", 0, 4, ready_since=running_since),)
+        snapshot = PoolSnapshot(now, agents=agents, crashes=streak)
+        for action in decide(policy, snapshot):
+            if isinstance(action, Launch):
+                if streak is not None:
+                    waits.append(now - streak.last_at)
+                running_since = now
+            elif isinstance(action, ForgetCrashes):
+                streak = None
+    assert waits[:8] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert set(waits[6:]) == {60}
+    assert len(waits) < 70  # one launch a tick would be ~900

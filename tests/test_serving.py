@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.cpu_path import CpuFeatures
 from tests.processes import Agent, ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent
 
@@ -301,6 +302,26 @@ def test_agents_report_their_engine_figures(
     assert figures["kv_cells_total"] >= 2 * 1024
     assert figures["active_sequences"] == 0
     assert 0 < figures["prompt_cache_hit_rate"] < 1
+
+
+def test_agents_report_their_cpu_path(control_plane: ControlPlane, start_agent: StartAgent) -> None:
+    """The hello and statuses carry the CPU's features and the buffer types the model got;
+    the agents API and the control plane's log show them."""
+    start_agent("cpu", slots=1)
+    agent = control_plane.agent("cpu")
+    assert agent is not None
+    cpu = agent["cpu"]
+    features = CpuFeatures.of_this_machine()
+    assert cpu["features"] == list(features.reported)
+    assert cpu["cpu_repack"] == "auto"
+    assert cpu["extra_buffers"] is not features.has_amx
+    assert cpu["reason"] == ("amx" if features.has_amx else "no amx")
+    assert "CPU_Mapped" in cpu["model_buffers"]
+    assert "AMX" not in cpu["model_buffers"]
+    assert cpu["summary"].startswith("repack off (amx)" if features.has_amx else "repack on")
+    assert "weights in CPU_Mapped" in cpu["summary"]
+    assert f"cpu {' '.join(features.reported) or 'baseline'}, repack" in control_plane.log(None)
+    assert f"agent cpu is ready with 1 slots ({cpu['summary']})" in control_plane.log(None)
 
 
 def test_agent_with_wrong_token_is_refused(

@@ -1,54 +1,65 @@
-"""The tiny test model loads fast in llama.cpp, tokenizes losslessly and generates to max_tokens."""
+"""The tiny test model loads through the agent's own loader, tokenizes losslessly and generates
+to max_tokens.
+
+Everything here goes through ``agent.model.Model`` and ``agent.engine.Engine``, as the agent
+loads models, so the tests run llama.cpp the way the product does (the same CPU buffer
+policy included).
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import llama_cpp
 import pytest
 
-from tests.tiny_model import EOS_ID, IM_END_ID, build_tiny_gguf
+from agent.engine import Engine
+from agent.model import Model
+from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
+from tests.tiny_model import BOS_ID, EOS_ID, IM_END_ID, IM_START_ID, build_tiny_gguf
 
-N_CTX = 512
 PROMPT = "Hello world, the paddler"
 
 
-def load(path: Path) -> llama_cpp.Llama:
-    return llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, verbose=False, seed=0)
-
-
-def greedy_completion(llm: llama_cpp.Llama, max_tokens: int = 32) -> tuple[str, int, str]:
-    out = llm.create_completion(PROMPT, max_tokens=max_tokens, temperature=0.0)
-    assert isinstance(out, dict)
-    choice = out["choices"][0]
-    return choice["text"], out["usage"]["completion_tokens"], str(choice["finish_reason"])
+def detokenize(model: Model, tokens: list[int], *, special: bool = False) -> str:
+    return b"".join(model.piece(token, special=special) for token in tokens).decode("utf-8")
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(tiny_model_path: Path) -> Iterator[llama_cpp.Llama]:
-    llm = load(tiny_model_path)
-    yield llm
-    llm.close()
+def tiny(tiny_model_path: Path) -> Iterator[Model]:
+    model = Model.load(tiny_model_path)
+    yield model
+    model.close()
 
 
-def test_loads_in_well_under_a_second(tiny_model_path: Path) -> None:
-    start = time.perf_counter()
-    llm = load(tiny_model_path)
-    elapsed = time.perf_counter() - start
-    try:
-        print(
-            f"tiny model: {tiny_model_path.stat().st_size} bytes, loaded in {elapsed * 1e3:.1f} ms"
-        )
-        assert elapsed < 0.5
-        assert llm.n_vocab() < 512
-        assert llm.n_ctx() == N_CTX
-        assert llm.token_bos() == 1
-        assert llm.token_eos() == EOS_ID
-        assert llm.metadata["tokenizer.chat_template"].startswith("{% for message in messages %}")
-    finally:
-        llm.close()
+@pytest.fixture
+async def tiny_engine(tiny_model_path: Path) -> AsyncIterator[Engine]:
+    engine = Engine(tiny_model_path, slots=1, context_size=512, threads=1)
+    await engine.load()
+    yield engine
+    engine.close()
+
+
+async def greedy_completion(engine: Engine, max_tokens: int = 32) -> tuple[str, int, str]:
+    pieces: list[str] = []
+    request = GenerationRequest(
+        kind="completion",
+        prompt=PROMPT,
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+    )
+    result = await engine.generate(request, pieces.append, threading.Event())
+    return "".join(pieces), result.usage.completion_tokens, result.finish_reason
+
+
+def test_metadata_vocabulary_and_template(tiny: Model) -> None:
+    assert tiny.n_vocab < 512
+    assert tiny.n_embd == 64
+    assert tiny.bos_token == BOS_ID
+    assert tiny.eos_token == EOS_ID
+    assert tiny.is_end_of_generation(IM_END_ID)
+    assert tiny.chat_template is not None
+    assert tiny.chat_template.startswith("{% for message in messages %}")
 
 
 @pytest.mark.parametrize(
@@ -57,58 +68,49 @@ def test_loads_in_well_under_a_second(tiny_model_path: Path) -> None:
         "Hello, world!",
         "the quick brown fox: 42 + x_y = {z}; 'a' \"b\" ~`|\\",
         "tabs\tand\nnewlines and trailing spaces  ",
+        "  two leading spaces",
     ],
 )
-def test_tokenize_detokenize_round_trip(tiny_llm: llama_cpp.Llama, text: str) -> None:
-    with_bos = tiny_llm.tokenize(text.encode())
-    assert with_bos[0] == tiny_llm.token_bos()
-    assert tiny_llm.detokenize(with_bos).decode() == text
-    without_bos = tiny_llm.tokenize(text.encode(), add_bos=False)
+def test_tokenize_detokenize_round_trip(tiny: Model, text: str) -> None:
+    with_bos = tiny.tokenize(text)
+    assert with_bos[0] == BOS_ID
+    assert detokenize(tiny, with_bos) == text
+    without_bos = tiny.tokenize(text, add_special=False)
     assert without_bos == with_bos[1:]
-    assert tiny_llm.detokenize(without_bos).decode() == text
+    assert detokenize(tiny, without_bos) == text
 
 
-def test_no_space_prefix_is_added(tiny_llm: llama_cpp.Llama) -> None:
-    text = "  two leading spaces"
-    assert tiny_llm.detokenize(tiny_llm.tokenize(text.encode(), add_bos=False)).decode() == text
-    # llama-cpp-python drops one leading space after BOS (a Llama-1 workaround).
-    assert tiny_llm.detokenize(tiny_llm.tokenize(text.encode())).decode() == text[1:]
-
-
-def test_chatml_markers_are_single_special_tokens(tiny_llm: llama_cpp.Llama) -> None:
-    tokens = tiny_llm.tokenize(b"<|im_start|>user\nhi<|im_end|>", add_bos=False, special=True)
-    assert tokens[0] == 3
+def test_chatml_markers_are_single_special_tokens(tiny: Model) -> None:
+    text = "<|im_start|>user\nhi<|im_end|>"
+    tokens = tiny.tokenize(text, add_special=False)
+    assert tokens[0] == IM_START_ID
     assert tokens[-1] == IM_END_ID
-    assert tiny_llm.detokenize(tokens, special=True) == b"<|im_start|>user\nhi<|im_end|>"
+    assert detokenize(tiny, tokens, special=True) == text
+    assert detokenize(tiny, tokens) == "user\nhi"
 
 
-def test_greedy_generation_runs_to_max_tokens(tiny_llm: llama_cpp.Llama) -> None:
-    text, n_tokens, finish_reason = greedy_completion(tiny_llm)
+async def test_greedy_generation_runs_to_max_tokens(tiny_engine: Engine) -> None:
+    text, n_tokens, finish_reason = await greedy_completion(tiny_engine)
     assert n_tokens == 32
     assert finish_reason == "length"
     assert text.strip()
-
-    prompt = tiny_llm.tokenize(PROMPT.encode())
-    generated: list[int] = []
-    for token in tiny_llm.generate(prompt, temp=0.0):
-        assert token not in (EOS_ID, IM_END_ID)
-        generated.append(token)
-        if len(generated) == 32:
-            break
-    assert tiny_llm.detokenize(generated).decode("utf-8") == text
+    assert (await greedy_completion(tiny_engine)) == (text, n_tokens, finish_reason)
 
 
-def test_chat_completion_uses_the_chatml_template(tiny_llm: llama_cpp.Llama) -> None:
-    out = tiny_llm.create_chat_completion(
-        [{"role": "user", "content": "hi"}], max_tokens=8, temperature=0.0
+async def test_chat_uses_the_chatml_template(tiny_engine: Engine, tiny: Model) -> None:
+    request = GenerationRequest(
+        kind="chat",
+        messages=(ChatMessage(role="user", content="hi"),),
+        sampling=SamplingParams(temperature=0, max_tokens=8),
     )
-    assert isinstance(out, dict)
-    assert out["usage"]["prompt_tokens"] > 8
-    assert out["usage"]["completion_tokens"] == 8
-    assert out["choices"][0]["finish_reason"] == "length"
+    result = await tiny_engine.generate(request, lambda _: None, threading.Event())
+    rendered = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert result.usage.prompt_tokens == len(tiny.tokenize(rendered))
+    assert result.usage.completion_tokens == 8
+    assert result.finish_reason == "length"
 
 
-def test_same_seed_same_model_and_output(tmp_path: Path) -> None:
+async def test_same_seed_same_model_and_output(tmp_path: Path) -> None:
     first = build_tiny_gguf(tmp_path / "a.gguf", seed=7)
     second = build_tiny_gguf(tmp_path / "b.gguf", seed=7)
     other = build_tiny_gguf(tmp_path / "c.gguf", seed=8)
@@ -117,25 +119,12 @@ def test_same_seed_same_model_and_output(tmp_path: Path) -> None:
 
     outputs = []
     for path in (first, second, other):
-        llm = load(path)
+        engine = Engine(path, slots=1, context_size=256, threads=1)
+        await engine.load()
         try:
-            outputs.append(greedy_completion(llm))
+            outputs.append(await greedy_completion(engine))
         finally:
-            llm.close()
+            engine.close()
     assert outputs[0] == outputs[1]
+    assert outputs[0][0] != outputs[2][0]
     assert outputs[0][1] == outputs[2][1] == 32
-
-
-def test_much_faster_than_smollm2(tiny_llm: llama_cpp.Llama, smollm2_path: Path) -> None:
-    timings: dict[str, float] = {}
-    for name, llm in (("tiny", tiny_llm), ("smollm2", load(smollm2_path))):
-        greedy_completion(llm, max_tokens=4)  # warm up
-        start = time.perf_counter()
-        _, n_tokens, _ = greedy_completion(llm, max_tokens=64)
-        timings[name] = (time.perf_counter() - start) / n_tokens
-        if llm is not tiny_llm:
-            llm.close()
-    print(
-        f"per token: tiny {timings['tiny'] * 1e3:.2f} ms, smollm2 {timings['smollm2'] * 1e3:.2f} ms"
-        f" ({timings['smollm2'] / timings['tiny']:.0f}x)"
-    )

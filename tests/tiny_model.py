@@ -108,10 +108,29 @@ def _random(
     return (rng.standard_normal(shape) * std).astype(np.float32)
 
 
-def build_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
+_MATRIX_TYPES = {
+    "f32": gguf.GGMLQuantizationType.F32,
+    "q4_0": gguf.GGMLQuantizationType.Q4_0,
+}
+
+
+def _add_matrix(
+    writer: gguf.GGUFWriter,
+    name: str,
+    matrix_type: gguf.GGMLQuantizationType,
+    values: npt.NDArray[np.float32],
+) -> None:
+    if matrix_type == gguf.GGMLQuantizationType.F32:
+        writer.add_tensor(name, values)
+    else:
+        writer.add_tensor(name, gguf.quants.quantize(values, matrix_type), raw_dtype=matrix_type)
+
+
+def build_tiny_gguf(path: Path, *, seed: int = 0, quantization: str = "f32") -> Path:
     """Write a tiny llama GGUF with random weights (seeded) to ``path`` and return it.
 
-    The same ``seed`` always produces a byte-identical file.
+    The same ``seed`` always produces a byte-identical file. ``quantization`` "q4_0" stores
+    the layers' matrices as Q4_0, the type llama.cpp repacks for AVX2 and AMX.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,9 +140,12 @@ def build_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
     head_dim = N_EMBD // N_HEAD
     n_embd_kv = head_dim * N_HEAD_KV
 
+    matrix_type = _MATRIX_TYPES[quantization]
     writer = gguf.GGUFWriter(path, "llama")
     writer.add_name(f"tiny-llama-test-seed{seed}")
-    writer.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+    writer.add_file_type(
+        int(gguf.LlamaFileType.ALL_F32 if quantization == "f32" else gguf.LlamaFileType.MOSTLY_Q4_0)
+    )
     writer.add_vocab_size(n_vocab)
     writer.add_context_length(N_CTX_TRAIN)
     writer.add_embedding_length(N_EMBD)
@@ -149,17 +171,21 @@ def build_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
 
     # numpy shapes are (rows, cols) = (n_out, n_in); GGUF stores them reversed.
     writer.add_tensor("token_embd.weight", _random(rng, (n_vocab, N_EMBD), 1.0))
+
+    def matrix(name: str, shape: tuple[int, int], std: float) -> None:
+        _add_matrix(writer, name, matrix_type, _random(rng, shape, std))
+
     for layer in range(N_LAYER):
         prefix = f"blk.{layer}"
         writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        writer.add_tensor(f"{prefix}.attn_q.weight", _random(rng, (N_EMBD, N_EMBD), 0.2))
-        writer.add_tensor(f"{prefix}.attn_k.weight", _random(rng, (n_embd_kv, N_EMBD), 0.2))
-        writer.add_tensor(f"{prefix}.attn_v.weight", _random(rng, (n_embd_kv, N_EMBD), 0.2))
-        writer.add_tensor(f"{prefix}.attn_output.weight", _random(rng, (N_EMBD, N_EMBD), 0.1))
+        matrix(f"{prefix}.attn_q.weight", (N_EMBD, N_EMBD), 0.2)
+        matrix(f"{prefix}.attn_k.weight", (n_embd_kv, N_EMBD), 0.2)
+        matrix(f"{prefix}.attn_v.weight", (n_embd_kv, N_EMBD), 0.2)
+        matrix(f"{prefix}.attn_output.weight", (N_EMBD, N_EMBD), 0.1)
         writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        writer.add_tensor(f"{prefix}.ffn_gate.weight", _random(rng, (N_FF, N_EMBD), 0.2))
-        writer.add_tensor(f"{prefix}.ffn_up.weight", _random(rng, (N_FF, N_EMBD), 0.2))
-        writer.add_tensor(f"{prefix}.ffn_down.weight", _random(rng, (N_EMBD, N_FF), 0.1))
+        matrix(f"{prefix}.ffn_gate.weight", (N_FF, N_EMBD), 0.2)
+        matrix(f"{prefix}.ffn_up.weight", (N_FF, N_EMBD), 0.2)
+        matrix(f"{prefix}.ffn_down.weight", (N_EMBD, N_FF), 0.1)
     writer.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
     output = _random(rng, (n_vocab, N_EMBD), 1.0)
     normal = np.array(types) == int(gguf.TokenType.NORMAL)

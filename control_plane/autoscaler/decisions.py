@@ -18,6 +18,13 @@ calls it about once a second owns the timers and applies the actions through a p
   launches stop; one probe launch is made every ``failing_retry_after`` seconds. The caller
   sets ``failing_since`` when it marks the pool failing and again on each probe launch, and
   resets it and ``failed_boots`` when an agent registers.
+- Instances that end on their own (a crash, any exit, dead while booting or after ready) are
+  ``crashes`` in a row. After each, launches wait ``restart_backoff`` seconds, doubled with
+  every crash in a row up to ``restart_backoff_max`` (1, 2, 4 … 60 s), so an agent that keeps
+  crashing is relaunched slower and slower instead of in a tight loop (``BackOff`` says until
+  when and why). An agent that got ready after the last crash and has served for
+  ``crashes_forgotten_after`` seconds ends the streak (``ForgetCrashes``). A failing pool's
+  probe launches keep their own, longer timer.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ class ScalingPolicy:
     boot_timeout: float = 600.0
     max_boot_failures: int = 3
     failing_retry_after: float = 300.0
+    restart_backoff: float = 1.0  # the wait after one crash; doubled with each crash in a row
+    restart_backoff_max: float = 60.0
+    crashes_forgotten_after: float = 60.0  # serving this long after a crash ends the streak
 
     def __post_init__(self) -> None:
         if self.slots_per_agent <= 0:
@@ -43,6 +53,13 @@ class ScalingPolicy:
             raise ValueError("need 0 <= min_agents <= max_agents")
         if self.max_boot_failures <= 0:
             raise ValueError("max_boot_failures must be greater than 0")
+        if not 0 < self.restart_backoff <= self.restart_backoff_max:
+            raise ValueError("need 0 < restart_backoff <= restart_backoff_max")
+
+    def restart_delay(self, crashes: int) -> float:
+        """Seconds to wait before launching after ``crashes`` crashes in a row."""
+        doublings = min(crashes - 1, 32)  # 2**32 seconds is beyond any cap; no float overflow
+        return min(self.restart_backoff * 2.0**doublings, self.restart_backoff_max)
 
 
 @dataclass(frozen=True)
@@ -55,12 +72,22 @@ class AgentView:
     managed: bool = (
         True  # started by this pool's provider; others (joined by hand) are never drained
     )
+    ready_since: float | None = None  # when it first reported ready
 
 
 @dataclass(frozen=True)
 class BootingInstance:
     provider_id: str
     launched_at: float
+
+
+@dataclass(frozen=True)
+class Crashes:
+    """Instances of the pool that ended on their own, in a row."""
+
+    count: int
+    last_at: float  # when the latest was seen ending
+    last_reason: str  # why it ended: "agent exited: SIGSEGV"
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,7 @@ class PoolSnapshot:
     booting: tuple[BootingInstance, ...] = ()
     failed_boots: int = 0  # boot failures in a row since an agent last registered
     failing_since: float | None = None  # marked failing (or last probed) then; None: not failing
+    crashes: Crashes | None = None  # None: no crash since an agent last served a while
 
 
 @dataclass(frozen=True)
@@ -100,7 +128,23 @@ class MarkFailing:
     reason: str
 
 
-Action = Launch | DrainAndTerminate | ReplaceBooting | MarkFailing
+@dataclass(frozen=True)
+class BackOff:
+    """A launch is wanted but waits until ``until``: agents of the pool keep crashing."""
+
+    until: float
+    delay: float  # seconds from the latest crash to ``until``
+    reason: str
+
+
+@dataclass(frozen=True)
+class ForgetCrashes:
+    """An agent has served long enough since the last crash: the next crash waits the least."""
+
+    reason: str
+
+
+Action = Launch | DrainAndTerminate | ReplaceBooting | MarkFailing | BackOff | ForgetCrashes
 
 
 def demand(snapshot: PoolSnapshot) -> int:
@@ -110,6 +154,11 @@ def demand(snapshot: PoolSnapshot) -> int:
 def decide(policy: ScalingPolicy, snapshot: PoolSnapshot) -> list[Action]:
     now = snapshot.now
     actions: list[Action] = []
+    crashes = snapshot.crashes
+    forget = _forget_crashes(policy, snapshot)
+    if forget is not None:
+        actions.append(forget)
+        crashes = None
 
     timed_out = [b for b in snapshot.booting if now - b.launched_at >= policy.boot_timeout]
     booting = [b for b in snapshot.booting if b not in timed_out]
@@ -143,12 +192,43 @@ def decide(policy: ScalingPolicy, snapshot: PoolSnapshot) -> list[Action]:
             return actions
         waited = now - failing_since
         launch = Launch(1, f"probe launch: no launch for {waited:g}s while failing", probe=True)
+    elif launch and crashes is not None:
+        until = crashes.last_at + policy.restart_delay(crashes.count)
+        if now < until:
+            actions.append(_back_off(policy, crashes, until))
+            return actions
     if launch:
         actions.append(launch)
         return actions
 
     actions += _scale_down(policy, snapshot, serving, wanted, capacity, machines)
     return actions
+
+
+def _forget_crashes(policy: ScalingPolicy, snapshot: PoolSnapshot) -> ForgetCrashes | None:
+    crashes = snapshot.crashes
+    if crashes is None:
+        return None
+    for agent in snapshot.agents:
+        since = agent.ready_since
+        if not agent.managed or agent.draining or since is None or since < crashes.last_at:
+            continue
+        if snapshot.now - since >= policy.crashes_forgotten_after:
+            return ForgetCrashes(
+                f"{agent.agent_id} has served for {snapshot.now - since:g}s since the last "
+                f"crash; the restart backoff starts over"
+            )
+    return None
+
+
+def _back_off(policy: ScalingPolicy, crashes: Crashes, until: float) -> BackOff:
+    delay = policy.restart_delay(crashes.count)
+    plural = "crash" if crashes.count == 1 else "crashes"
+    return BackOff(
+        until,
+        delay,
+        f"next launch in {delay:g} s after {crashes.count} {plural}: {crashes.last_reason}",
+    )
 
 
 def _launch(

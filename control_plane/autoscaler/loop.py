@@ -6,10 +6,12 @@ scheduler buffers a request of a pool without free capacity (``wake``). Each tic
 
 1. copies what the fleet saw of each launched instance's agent into its row: hello
    (``registered_at``), first ``ready`` status (``model_loaded_at``), first token;
-2. asks the provider about live instances: one that ended while booting is a failed boot;
+2. asks the provider about live instances: one that ended on its own is a crash (logged as a
+   warning with the provider's exit reason, "agent exited: SIGSEGV"), and while booting also a
+   failed boot;
 3. builds a ``PoolSnapshot`` and applies what ``decide`` returns: launch, drain and
    terminate, replace a boot that timed out, mark the pool failing (the scheduler then answers
-   its requests 503 ``capacity_unavailable``).
+   its requests 503 ``capacity_unavailable``), hold launches back after crashes (``backoff``).
 
 Every action is logged and written to ``scaling_events``. Provider calls block, so they run in
 a thread.
@@ -29,8 +31,11 @@ from datetime import UTC, datetime
 from control_plane.autoscaler.decisions import (
     Action,
     AgentView,
+    BackOff,
     BootingInstance,
+    Crashes,
     DrainAndTerminate,
+    ForgetCrashes,
     Launch,
     MarkFailing,
     PoolSnapshot,
@@ -50,7 +55,13 @@ from control_plane.db.scaling_store import (
     ScalingStore,
 )
 from control_plane.fleet import AgentLink, Fleet
-from control_plane.providers.base import AgentSpec, InstanceState, Provider, ProviderError
+from control_plane.providers.base import (
+    AgentSpec,
+    InstanceState,
+    InstanceStatus,
+    Provider,
+    ProviderError,
+)
 from control_plane.scheduler import Scheduler
 from paddler import protocol
 
@@ -93,6 +104,9 @@ class PoolAutoscaler:
         self.clock = clock
         self.failed_boots = 0
         self.failing_since: float | None = None
+        self.crashes: Crashes | None = None
+        self.backoff: BackOff | None = None  # launches wanted but held back, as of the last tick
+        self._backoff_announced: float | None = None  # the ``until`` of the latest backoff event
         self._live: dict[str, InstanceRow] = {}  # provider id -> row, for this pool
         self._boot_started: dict[str, float] = {}  # provider id -> start of its boot timer
         self._cold_starts: list[float] = []  # seconds from launch to model loaded, latest last
@@ -115,6 +129,10 @@ class PoolAutoscaler:
         if self.failing_since is None:
             return None
         return f"{self.failed_boots} agents in a row failed to start; the next try is automatic"
+
+    def backoff_reason(self) -> str | None:
+        """Why launches wait now ("next launch in 4 s after 3 crashes: …"); None if they don't."""
+        return None if self.backoff is None else self.backoff.reason
 
     def machines(self) -> int:
         return len(self._live)
@@ -180,7 +198,9 @@ class PoolAutoscaler:
         await self._sync_links(links)
         await self._check_provider(now)
         snapshot = self._snapshot(now, links)
-        for action in decide(self.policy, snapshot):
+        actions = decide(self.policy, snapshot)
+        await self._hold_launches(next((a for a in actions if isinstance(a, BackOff)), None))
+        for action in actions:
             await self._apply(action, now)
 
     # keeping rows up to date
@@ -219,26 +239,35 @@ class PoolAutoscaler:
             return
         self._last_describe = now
         try:
-            states = await asyncio.to_thread(self.provider.describe, ids)
+            statuses = await asyncio.to_thread(self.provider.describe, ids)
         except ProviderError as error:
             logger.warning("pool %s: could not describe instances: %s", self.pool, error)
             return
-        for provider_id, state in states.items():
+        for provider_id, status in statuses.items():
             row = self._live.get(provider_id)
             if row is None:
                 continue
-            if state == InstanceState.RUNNING and row.running_at is None:
+            if status.state == InstanceState.RUNNING and row.running_at is None:
                 await self._update(row, running_at=_moment(now))
-            elif state == InstanceState.TERMINATED:
-                self._forget(provider_id)
-                if row.state == BOOTING:
-                    self.failed_boots += 1
-                    reason = f"{provider_id} ended before its agent was ready"
-                    action = "boot_failed"
-                else:
-                    reason, action = f"{provider_id} ended on its own", "gone"
-                await self.store.mark_terminated(provider_id, reason)
-                await self._event(action, reason, -1)
+            elif status.state == InstanceState.TERMINATED:
+                await self._ended_on_its_own(row, status, now)
+
+    async def _ended_on_its_own(self, row: InstanceRow, status: InstanceStatus, now: float) -> None:
+        """A crash: the instance's fate is the exit reason when the provider knows it."""
+        self._forget(row.provider_id)
+        if row.state == BOOTING:
+            self.failed_boots += 1
+            what, action = "ended before its agent was ready", "boot_failed"
+        else:
+            what, action = "ended on its own", "gone"
+        cause = status.exit_reason or what
+        crashes = self.crashes.count if self.crashes is not None else 0
+        self.crashes = Crashes(crashes + 1, now, cause)
+        reason = f"{row.provider_id} {what}"
+        await self.store.mark_terminated(row.provider_id, status.exit_reason or reason)
+        if status.exit_reason:
+            reason += f": {status.exit_reason}"
+        await self._event(action, reason, -1, level=logging.WARNING)
 
     def _snapshot(self, now: float, links: list[AgentLink]) -> PoolSnapshot:
         agents = []
@@ -257,6 +286,7 @@ class PoolAutoscaler:
                     draining=link.state == "draining"
                     or (row is not None and row.state == DRAINING),
                     managed=row is not None,
+                    ready_since=link.ready_at,
                 )
             )
         booting = tuple(
@@ -271,6 +301,7 @@ class PoolAutoscaler:
             booting=booting,
             failed_boots=self.failed_boots,
             failing_since=self.failing_since,
+            crashes=self.crashes,
         )
 
     # applying decisions
@@ -290,6 +321,19 @@ class PoolAutoscaler:
                 )
             case DrainAndTerminate():
                 await self._drain(action)
+            case ForgetCrashes():
+                self.crashes = None
+                logger.info("pool %s: %s", self.pool, action.reason)
+            case BackOff():
+                pass  # _hold_launches has announced it
+
+    async def _hold_launches(self, backoff: BackOff | None) -> None:
+        """Keep the pending backoff; announce each once (an event, a warning, the gauge)."""
+        self.backoff = backoff
+        self.metrics.restart_backoff(self.pool, 0.0 if backoff is None else backoff.delay)
+        if backoff is not None and backoff.until != self._backoff_announced:
+            self._backoff_announced = backoff.until
+            await self._event("backoff", backoff.reason, level=logging.WARNING)
 
     async def _launch(self, action: Launch, now: float) -> None:
         if action.probe:
@@ -365,11 +409,15 @@ class PoolAutoscaler:
         if row.provider_id in self._live:
             self._live[row.provider_id] = replace(self._live[row.provider_id], **changes)  # type: ignore[arg-type]
 
-    async def _event(self, action: str, reason: str, change: int = 0) -> None:
+    async def _event(
+        self, action: str, reason: str, change: int = 0, *, level: int = logging.INFO
+    ) -> None:
         """Record what happened, after the fact: ``change`` machines were added (negative:
         removed), so the pool went from ``len - change`` to ``len`` machines."""
         after = len(self._live)
         before = after - change
         await self.store.add_event(self.pool, action, before, after, reason)
         self.metrics.scaling_action(self.pool, action)
-        logger.info("pool %s: %s (%d -> %d agents): %s", self.pool, action, before, after, reason)
+        logger.log(
+            level, "pool %s: %s (%d -> %d agents): %s", self.pool, action, before, after, reason
+        )

@@ -5,15 +5,18 @@
   ``model_loaded`` (its first ``ready`` status), ``first_token`` — observed once per instance,
   when it gets there.
 - ``paddler_scaling_actions_total{pool,action}``: every scaling event (launch, drain,
-  terminate, replace, boot_failed, gone, adopt, mark_failing, recovered, launch_failed).
+  terminate, replace, boot_failed, gone, backoff, adopt, mark_failing, recovered,
+  launch_failed).
 - ``paddler_instances{pool,state}``: the autoscaler's live instances by state, at scrape time.
+- ``paddler_restart_backoff_seconds{pool}``: how long launches wait after the latest crash
+  while that wait holds a launch back; 0 otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -43,12 +46,21 @@ class ScalingMetrics:
             ["pool", "action"],
             registry=self.registry,
         )
+        self.backoff = Gauge(
+            "paddler_restart_backoff_seconds",
+            "Seconds launches wait after the latest crash, while that holds a launch back",
+            ["pool"],
+            registry=self.registry,
+        )
 
     def phase_reached(self, pool: str, phase: str, seconds: float) -> None:
         self.cold_start.labels(pool, phase).observe(max(0.0, seconds))
 
     def scaling_action(self, pool: str, action: str) -> None:
         self.actions.labels(pool, action).inc()
+
+    def restart_backoff(self, pool: str, seconds: float) -> None:
+        self.backoff.labels(pool).set(seconds)
 
     def watch(self, counts: InstanceCounts) -> None:
         """Report ``paddler_instances`` from ``counts`` on every scrape."""

@@ -145,4 +145,6 @@ class Autoscaling:
             "machines": pool.machines() if pool else 0,
             "failing": pool.failing if pool else False,
             "failed_boots": pool.failed_boots if pool else 0,
+            "crashes": pool.crashes.count if pool and pool.crashes else 0,
+            "restart_backoff": pool.backoff_reason() if pool else None,
         }

@@ -4,8 +4,16 @@ from control_plane.providers.base import (
     AgentSpec,
     InstanceRecord,
     InstanceState,
+    InstanceStatus,
     Provider,
     ProviderError,
 )
 
-__all__ = ["AgentSpec", "InstanceRecord", "InstanceState", "Provider", "ProviderError"]
+__all__ = [
+    "AgentSpec",
+    "InstanceRecord",
+    "InstanceState",
+    "InstanceStatus",
+    "Provider",
+    "ProviderError",
+]

@@ -26,6 +26,15 @@ class InstanceState(StrEnum):
 
 
 @dataclass(frozen=True)
+class InstanceStatus:
+    """What ``describe`` says of one instance."""
+
+    state: InstanceState
+    # Why a TERMINATED instance ended, when the provider knows: "agent exited: SIGSEGV".
+    exit_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """What the started agent should run and where it should report."""
 
@@ -78,6 +87,6 @@ class Provider(Protocol):
         """Instances of this cluster (all pools, or one) that are not terminated."""
         ...
 
-    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceState]:
-        """The state of each instance; ids the provider does not know are TERMINATED."""
+    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceStatus]:
+        """The status of each instance; ids the provider does not know are TERMINATED."""
         ...

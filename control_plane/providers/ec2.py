@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from control_plane.providers.base import AgentSpec, InstanceRecord, InstanceState, ProviderError
+from control_plane.providers.base import (
+    AgentSpec,
+    InstanceRecord,
+    InstanceState,
+    InstanceStatus,
+    ProviderError,
+)
 from control_plane.providers.user_data import render_agent_user_data
 
 if TYPE_CHECKING:
@@ -147,10 +153,10 @@ class EC2Provider:
             filters.append({"Name": f"tag:{POOL_TAG}", "Values": [pool]})
         return [self._record(instance) for instance in self._describe(Filters=filters)]
 
-    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceState]:
-        states = dict.fromkeys(provider_ids, InstanceState.TERMINATED)
+    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceStatus]:
+        statuses = dict.fromkeys(provider_ids, InstanceStatus(InstanceState.TERMINATED))
         if not provider_ids:
-            return states
+            return statuses
         try:
             found = self._describe(InstanceIds=list(provider_ids))
         except ProviderError:
@@ -162,8 +168,8 @@ class EC2Provider:
                 except ProviderError:
                     continue
         for instance in found:
-            states[instance["InstanceId"]] = _state(instance)
-        return states
+            statuses[instance["InstanceId"]] = _status(instance)
+        return statuses
 
     def _run_request(self, spec: AgentSpec, count: int) -> RunInstancesRequestTypeDef:
         settings = self.settings
@@ -258,3 +264,11 @@ class EC2Provider:
 
 def _state(instance: InstanceTypeDef) -> InstanceState:
     return _STATES.get(instance.get("State", {}).get("Name", "terminated"), InstanceState.PENDING)
+
+
+def _status(instance: InstanceTypeDef) -> InstanceStatus:
+    """The state, and for a terminated instance AWS's word on why (its ``StateReason``)."""
+    state = _state(instance)
+    if state != InstanceState.TERMINATED:
+        return InstanceStatus(state)
+    return InstanceStatus(state, instance.get("StateReason", {}).get("Message") or None)

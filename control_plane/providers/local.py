@@ -4,7 +4,8 @@ Each instance is one ``python -m paddler agent`` process in its own session, wit
 small JSON record (pid, pool, cluster, start time) in ``state_dir``. The records let a control
 plane that restarted find the agents it started before (``list_instances``) and adopt or stop
 them, as the ``ec2`` provider does with tags. Terminating sends SIGTERM, which makes the agent
-drain, and SIGKILL after ``terminate_grace`` seconds.
+drain, and SIGKILL after ``terminate_grace`` seconds. ``describe`` says how a child process
+ended ("agent exited: SIGSEGV"); of a process started by an earlier control plane it cannot.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from control_plane.providers.base import AgentSpec, InstanceRecord, InstanceState, ProviderError
+from control_plane.providers.base import (
+    AgentSpec,
+    InstanceRecord,
+    InstanceState,
+    InstanceStatus,
+    ProviderError,
+)
 
 logger = logging.getLogger("paddler.providers.local")
 
@@ -92,13 +99,8 @@ class LocalProvider:
                 instances.append(self._instance(provider_id, record, InstanceState.RUNNING))
         return instances
 
-    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceState]:
-        states = {}
-        for provider_id in provider_ids:
-            record = self._read(provider_id)
-            alive = record is not None and self._alive(provider_id, record)
-            states[provider_id] = InstanceState.RUNNING if alive else InstanceState.TERMINATED
-        return states
+    def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceStatus]:
+        return {provider_id: self._status(provider_id) for provider_id in provider_ids}
 
     def log_path(self, provider_id: str) -> Path:
         return self.directory / f"{provider_id}.log"
@@ -141,6 +143,16 @@ class LocalProvider:
             "started local agent %s (pid %d) for pool %s", provider_id, process.pid, spec.pool
         )
         return self._instance(provider_id, record, InstanceState.RUNNING)
+
+    def _status(self, provider_id: str) -> InstanceStatus:
+        record = self._read(provider_id)
+        if record is not None and self._alive(provider_id, record):
+            return InstanceStatus(InstanceState.RUNNING)
+        child = self._children.get(provider_id)
+        returncode = None if child is None else child.returncode
+        return InstanceStatus(
+            InstanceState.TERMINATED, None if returncode is None else exit_reason(returncode)
+        )
 
     def _instance(
         self, provider_id: str, record: dict[str, str | int | float], state: InstanceState
@@ -189,6 +201,17 @@ class LocalProvider:
     def _signal(pid: int, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
+
+
+def exit_reason(returncode: int) -> str:
+    """How an agent process ended, from ``Popen.returncode`` (negative: killed by a signal)."""
+    if returncode >= 0:
+        return f"agent exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"agent exited: {name}"
 
 
 def _start_ticks(pid: int) -> int:
