@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.embedding_service import EmbeddingService
-from agent.engine import Engine
+from agent.engine.embedding_service import EmbeddingService
+from agent.engine.engine import Engine
 from agent.model_sources import ModelFetcher, default_cache_dir, parse_model_source
 from paddler.protocol import DesiredState
 

@@ -15,8 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agent.backoff import Backoff
-from agent.embedding_service import EmbeddingService
-from agent.engine import Engine, EngineError
+from agent.engine.embedding_service import EmbeddingService
+from agent.engine.engine import Engine, EngineError
 from agent.model_sources import DownloadProgress, ModelSourceError, ProgressCallback
 from agent.model_swap import (
     ModelPlan,
@@ -26,7 +26,7 @@ from agent.model_swap import (
     resolve_locally,
 )
 from paddler import __version__, protocol
-from paddler.log_format import current_request_id
+from paddler.logs import current_request_id
 
 logger = logging.getLogger("paddler.agent")
 

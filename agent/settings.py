@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.cpu_path import CPU_REPACK_CHOICES
+from agent.engine.cpu_path import CPU_REPACK_CHOICES
 from paddler.protocol import CpuRepack
 from paddler.settings import (
     SettingsError,

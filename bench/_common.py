@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import httpx
 
-import agent.engine
+import agent.engine.engine
 from paddler.protocol import GenerationRequest, Usage
 from tests.processes import Agent, ControlPlane, ServerProcess, wait_until
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from control_plane.providers.local import LocalProvider, LocalSettings  # noqa: E402
-from paddler.models import bundled_model_path  # noqa: E402
+from paddler.bundled import bundled_model_path  # noqa: E402
 
 GOAL_MARGIN_SECONDS = 1.5
 ADMIN_TOKEN = "bench-admin-token"
@@ -42,7 +42,7 @@ ADMIN_TOKEN = "bench-admin-token"
 BARE_LOAD = """
 import asyncio, json, sys, threading, time
 started = time.perf_counter()
-from agent.engine import Engine
+from agent.engine.engine import Engine
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 imported = time.perf_counter()
 engine = Engine(__import__("pathlib").Path(sys.argv[1]), int(sys.argv[2]), context_size=1024)

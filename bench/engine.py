@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.cpu_path import CPU_REPACK_CHOICES
+from agent.engine.cpu_path import CPU_REPACK_CHOICES
 from bench._common import CORES, BenchError, Interruption, engine_class
 from bench.engine_backends import (
     bench_batched_bench,
@@ -52,7 +52,7 @@ from bench.engine_workload import (
     PrefixReport,
     count_tokens,
 )
-from paddler.models import bundled_model_path
+from paddler.bundled import bundled_model_path
 
 BACKENDS = ("engine", "full", "llama-cpp-server", "native", "prefix")
 

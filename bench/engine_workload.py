@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.cpu_path import choose_cpu_path
-from agent.model import Model
+from agent.engine.cpu_path import choose_cpu_path
+from agent.engine.model import Model
 from bench._common import Load
 from paddler.protocol import CpuPath, CpuRepack, GenerationRequest, SamplingParams
 

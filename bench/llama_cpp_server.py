@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import llama_cpp.llama_cpp as bindings
 
-from agent.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
+from agent.engine.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
 
 
 def apply_policy(extra_buffers: bool) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
+from agent.engine.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
 from bench._common import (
     Load,
     control_plane,
@@ -28,7 +28,7 @@ from bench._common import (
     make_engine,
     paddler_agent,
 )
-from paddler.models import bundled_model_path
+from paddler.bundled import bundled_model_path
 from paddler.protocol import ChatMessage, CpuRepack, GenerationRequest, SamplingParams
 
 PROMPT = "Write a long story about a lighthouse keeper."

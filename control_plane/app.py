@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from quart import Quart
 
-from control_plane.admin_access import AdminAccess
-from control_plane.admin_guard import install_admin_guard
-from control_plane.admin_token import ensure_admin_token
-from control_plane.agent_socket import agent_socket
-from control_plane.api_schema import install_api_schema
-from control_plane.dashboard import dashboard, install_template_filters, templates_directory
+from control_plane.dashboard.live_views import live_views
+from control_plane.dashboard.pages import dashboard, install_template_filters, templates_directory
+from control_plane.dashboard.pool_page import pool_page
 from control_plane.errors import install_error_handlers
-from control_plane.fleet_api import fleet_api
-from control_plane.inference_api import inference_api
-from control_plane.inference_hooks import install_inference_hooks
-from control_plane.live_views import live_views
-from control_plane.login import login
-from control_plane.management_api import management_api
-from control_plane.metrics_endpoint import metrics_endpoint
-from control_plane.pool_page import pool_page
-from control_plane.pools_api import pools_api
-from control_plane.request_ids import install_request_ids
-from control_plane.scaling_api import scaling_api
+from control_plane.inference.hooks import install_inference_hooks
+from control_plane.inference.request_ids import install_request_ids
+from control_plane.inference.routes import inference_api
+from control_plane.management.admin_access import AdminAccess
+from control_plane.management.admin_guard import install_admin_guard
+from control_plane.management.admin_token import ensure_admin_token
+from control_plane.management.agent_socket import agent_socket
+from control_plane.management.agents_api import management_api
+from control_plane.management.api_schema import install_api_schema
+from control_plane.management.buffer_api import fleet_api
+from control_plane.management.login import login
+from control_plane.management.metrics_endpoint import metrics_endpoint
+from control_plane.management.pools_api import pools_api
+from control_plane.management.scaling_api import scaling_api
 from control_plane.state import CONFIG_KEY, ControlPlane
 
 

@@ -7,18 +7,18 @@ import logging
 
 from quart import current_app
 
-from control_plane.activity import RecentActivity
-from control_plane.api_keys import ApiKeys
 from control_plane.autoscaler.service import Autoscaling
 from control_plane.db import migrate
 from control_plane.db.store import PoolRecord, Store
-from control_plane.desired_state import StoredDesiredState, stored
-from control_plane.fleet import AgentLink, Fleet
-from control_plane.metrics import ServingMetrics
-from control_plane.observer import Observers
-from control_plane.rollout import Rollout
-from control_plane.scheduler import Scheduler
+from control_plane.serving.api_keys import ApiKeys
+from control_plane.serving.desired_state import StoredDesiredState, stored
+from control_plane.serving.fleet import AgentLink, Fleet
+from control_plane.serving.observer import Observers
+from control_plane.serving.rollout import Rollout
+from control_plane.serving.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
+from control_plane.telemetry.activity import RecentActivity
+from control_plane.telemetry.metrics import ServingMetrics
 
 logger = logging.getLogger("paddler.control_plane")
 
@@ -37,7 +37,14 @@ class ControlPlane:
         self.fleet = Fleet()
         self.metrics = ServingMetrics()
         self.activity = RecentActivity()
-        self.autoscaling = Autoscaling(settings, self.fleet, self.metrics.registry)
+        self.autoscaling = Autoscaling(
+            settings,
+            self.fleet,
+            self.metrics.registry,
+            state_dir=settings.state_dir,
+            management_addr=settings.management_addr,
+            agent_token=settings.agent_token,
+        )
         self.scheduler = Scheduler(
             self.fleet,
             max_buffered=settings.max_buffered_requests,

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from control_plane.providers.ec2 import DEFAULT_LAUNCH_TEMPLATE  # noqa: E402
-from paddler.models import bundled_model_path  # noqa: E402
+from paddler.bundled import bundled_model_path  # noqa: E402
 
 ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")

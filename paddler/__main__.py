@@ -1,3 +1,3 @@
-from paddler.cli import main
+from paddler.cli.main import main
 
 raise SystemExit(main())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from paddler.models import bundled_model_path
+from paddler.bundled import bundled_model_path
 from tests.tiny_model import build_tiny_gguf
 
 pytest_plugins = ["tests.serving_fixtures"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from quart import Quart
 
-from control_plane.api_keys import ApiKeys
 from control_plane.app import create_inference_app
+from control_plane.serving.api_keys import ApiKeys
 from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
 

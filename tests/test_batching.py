@@ -11,8 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from agent.engine import Engine, EngineError, GenerationResult
-from agent.model import Model
+from agent.engine.engine import Engine, EngineError, GenerationResult
+from agent.engine.model import Model
 from paddler.protocol import (
     INVALID_GRAMMAR,
     INVALID_LOGIT_BIAS,

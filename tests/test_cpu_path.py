@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cpu_path import CpuFeatures, choose_cpu_path
-from agent.engine import Engine
-from agent.model import Model
+from agent.engine.cpu_path import CpuFeatures, choose_cpu_path
+from agent.engine.engine import Engine
+from agent.engine.model import Model
 from agent.settings import AgentSettings
 from paddler.protocol import CpuPath, CpuRepack, GenerationRequest, SamplingParams
 from paddler.settings import SettingsError

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from agent.cpu_path import CpuFeatures
+from agent.engine.cpu_path import CpuFeatures
 from tests.file_server import FileServer
 from tests.processes import ADMIN_TOKEN, ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent

@@ -10,9 +10,9 @@ import pytest
 from quart import Quart
 
 from control_plane.app import create_management_app
-from control_plane.desired_state import InferenceDefaults, apply_defaults
-from control_plane.jobs import InferenceJob
-from control_plane.openai_requests import parse_chat_completion
+from control_plane.inference.chat_requests import parse_chat_completion
+from control_plane.serving.desired_state import InferenceDefaults, apply_defaults
+from control_plane.serving.jobs import InferenceJob
 from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
 from paddler.protocol import GenerationRequest

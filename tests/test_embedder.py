@@ -9,10 +9,10 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from agent.embedder import Embedder, pooling_type
-from agent.embedding_service import EmbeddingService
-from agent.errors import EngineError
-from agent.model import Model
+from agent.engine.embedder import Embedder, pooling_type
+from agent.engine.embedding_service import EmbeddingService
+from agent.engine.errors import EngineError
+from agent.engine.model import Model
 from paddler.protocol import CONTEXT_LENGTH_EXCEEDED
 
 TEXTS = [

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.chat_template import ChatTemplate, ChatTemplateError
-from agent.detokenizer import TextStream, Utf8Stream
-from agent.engine import Engine, EngineError, GenerationResult
-from agent.model import Model
-from agent.stop_strings import StopStrings
+from agent.engine.detokenizer import TextStream, Utf8Stream
+from agent.engine.engine import Engine, EngineError, GenerationResult
+from agent.engine.model import Model
+from agent.engine.stop_strings import StopStrings
+from paddler.chat_template import ChatTemplate, ChatTemplateError
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 
 CONTEXT_SIZE = 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from control_plane.request_ids import request_id_from
-from paddler.log_format import JsonLineFormatter, current_request_id
+from control_plane.inference.request_ids import request_id_from
+from paddler.logs import JsonLineFormatter, current_request_id
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

@@ -10,8 +10,8 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
-from control_plane.admin_token import admin_token_path, ensure_admin_token
 from control_plane.app import create_management_app
+from control_plane.management.admin_token import admin_token_path, ensure_admin_token
 from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
 

@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 
 from control_plane.errors import OpenAIError
-from control_plane.openai_requests import InferenceCall, parse_chat_completion, parse_completion
+from control_plane.inference.chat_requests import (
+    InferenceCall,
+    parse_chat_completion,
+    parse_completion,
+)
 from paddler.protocol import ChatMessage, ResponseFormat, SamplingParams
 
 Parser = Callable[[bytes], InferenceCall]

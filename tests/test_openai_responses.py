@@ -8,7 +8,7 @@ from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ValidationError
 
-from control_plane.openai_responses import (
+from control_plane.inference.responses import (
     chat_chunk,
     chat_completion,
     chat_usage_chunk,

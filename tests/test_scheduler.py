@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from control_plane.balancer import choose_agent
-from control_plane.fleet import AgentLink, Fleet
-from control_plane.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
-from control_plane.scheduler import BufferFull, Scheduler
+from control_plane.serving.balancer import choose_agent
+from control_plane.serving.fleet import AgentLink, Fleet
+from control_plane.serving.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.scheduler import BufferFull, Scheduler
 from paddler import protocol
 
 REQUEST = protocol.GenerationRequest(kind="completion", prompt="hi")

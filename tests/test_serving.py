@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.cpu_path import CpuFeatures
+from agent.engine.cpu_path import CpuFeatures
 from tests.processes import Agent, ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent
 

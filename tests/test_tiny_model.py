@@ -1,8 +1,8 @@
 """The tiny test model loads through the agent's own loader, tokenizes losslessly and generates
 to max_tokens.
 
-Everything here goes through ``agent.model.Model`` and ``agent.engine.Engine``, as the agent
-loads models, so the tests run llama.cpp the way the product does (the same CPU buffer
+Everything here goes through ``agent.engine.model.Model`` and ``agent.engine.Engine``, as
+the agent loads models, so the tests run llama.cpp the way the product does (the same CPU buffer
 policy included).
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.engine import Engine
-from agent.model import Model
+from agent.engine.engine import Engine
+from agent.engine.model import Model
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 from tests.tiny_model import BOS_ID, EOS_ID, IM_END_ID, IM_START_ID, build_tiny_gguf
 

@@ -1,9 +1,8 @@
 """Model sources: a local path, an http(s) URL or ``s3://bucket/key``, fetched into a cache."""
 
-from agent.model_sources.errors import ModelSourceError
 from agent.model_sources.fetcher import ModelFetcher, default_cache_dir
-from agent.model_sources.source import ModelSource, parse_model_source
 from agent.model_sources.transfer import DownloadProgress, ProgressCallback
+from paddler.model_source import ModelSource, ModelSourceError, parse_model_source
 
 __all__ = [
     "DownloadProgress",

@@ -13,10 +13,8 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.model_sources.errors import ModelSourceError
 from agent.model_sources.http_download import fetch_http, shown
 from agent.model_sources.s3_download import fetch_s3, s3_client
-from agent.model_sources.source import ModelSource
 from agent.model_sources.transfer import (
     READ_CHUNK_BYTES,
     DownloadProgress,
@@ -25,6 +23,7 @@ from agent.model_sources.transfer import (
     cache_lock,
     cached,
 )
+from paddler.model_source import ModelSource, ModelSourceError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from agent.model_sources.errors import ModelSourceError
 from agent.model_sources.transfer import Transfer
+from paddler.model_source import ModelSourceError
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")

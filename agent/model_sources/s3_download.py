@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from agent.model_sources.errors import ModelSourceError
-from agent.model_sources.source import SHA256_PATTERN
 from agent.model_sources.transfer import READ_CHUNK_BYTES, Transfer
+from paddler.model_source import SHA256_PATTERN, ModelSourceError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from agent.model_sources.errors import ModelSourceError
+from paddler.model_source import ModelSourceError
 
 PROGRESS_INTERVAL_SECONDS = 0.25
 READ_CHUNK_BYTES = 1 << 20

@@ -54,7 +54,6 @@ from control_plane.db.scaling_store import (
     InstanceRow,
     ScalingStore,
 )
-from control_plane.fleet import AgentLink, Fleet
 from control_plane.providers.base import (
     AgentSpec,
     InstanceState,
@@ -62,7 +61,8 @@ from control_plane.providers.base import (
     Provider,
     ProviderError,
 )
-from control_plane.scheduler import Scheduler
+from control_plane.serving.fleet import AgentLink, Fleet
+from control_plane.serving.scheduler import Scheduler
 from paddler import protocol
 
 logger = logging.getLogger("paddler.autoscaler")

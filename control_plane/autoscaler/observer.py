@@ -1,4 +1,4 @@
-"""What the autoscaler learns from the scheduler's hooks (``control_plane.observer``).
+"""What the autoscaler learns from the scheduler's hooks (``control_plane.serving.observer``).
 
 - Times on each agent link, for the cold-start breakdown and scale-down: its first ``ready``
   status (model loaded), its first token, and since when it has had no job.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from control_plane.fleet import AgentLink
-from control_plane.jobs import Failed, InferenceJob
-from control_plane.observer import SchedulerObserver
-from control_plane.scheduler import Scheduler
+from control_plane.serving.fleet import AgentLink
+from control_plane.serving.jobs import Failed, InferenceJob
+from control_plane.serving.observer import SchedulerObserver
+from control_plane.serving.scheduler import Scheduler
 from paddler import protocol
 
 CAPACITY_UNAVAILABLE = "capacity_unavailable"
@@ -55,9 +55,8 @@ class AutoscalerObserver(SchedulerObserver):
     def job_rejected(self, job: InferenceJob) -> None:
         self._forget(job)
 
-    def job_started(self, job: InferenceJob) -> None:
-        link = job.agent
-        if link is not None and link.first_token_at is None:
+    def job_started(self, job: InferenceJob, link: AgentLink) -> None:
+        if link.first_token_at is None:
             link.first_token_at = time.time()
             self.wake(link.pool)
 

@@ -7,21 +7,20 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from control_plane.autoscaler.loop import PoolAutoscaler
 from control_plane.autoscaler.metrics import ScalingMetrics
 from control_plane.autoscaler.observer import AutoscalerObserver
+from control_plane.autoscaler.settings import AutoscalerSettings
 from control_plane.autoscaler.setup import build_policy, build_provider, build_spec
 from control_plane.db.scaling_store import ScalingStore
 from control_plane.db.store import PoolRecord, Store
-from control_plane.fleet import Fleet
-from control_plane.scheduler import Scheduler
-
-if TYPE_CHECKING:
-    from control_plane.settings import ControlPlaneSettings
+from control_plane.serving.fleet import Fleet
+from control_plane.serving.scheduler import Scheduler
 
 logger = logging.getLogger("paddler.autoscaler")
 
@@ -35,16 +34,24 @@ class Autoscaling:
 
     def __init__(
         self,
-        settings: ControlPlaneSettings,
+        settings: AutoscalerSettings,
         fleet: Fleet,
         registry: CollectorRegistry | None = None,
+        *,
+        state_dir: Path,
+        management_addr: str,
+        agent_token: str,
     ) -> None:
+        """``management_addr`` and ``agent_token`` are what launched agents dial and show;
+        ``state_dir`` keeps the local provider's records."""
         self.settings = settings
+        self.management_addr = management_addr
+        self.agent_token = agent_token
         self.fleet = fleet
         self.metrics = ScalingMetrics(registry)  # in the control plane's /metrics
         self.metrics.watch(self.instance_counts)
         self.observer = AutoscalerObserver(self.wake)  # the scheduler's hooks feed it
-        self.provider = build_provider(settings, settings.state_dir)
+        self.provider = build_provider(settings, state_dir)
         self.terminate_on_exit = False  # `paddler up` stops its local agents when it stops
         self.pool: PoolAutoscaler | None = None
         self._store: ScalingStore | None = None
@@ -61,7 +68,7 @@ class Autoscaling:
         self._store = ScalingStore(store.engine)
         if self.provider is None:
             return
-        spec = build_spec(self.settings, self.settings.management_addr, self.settings.agent_token)
+        spec = build_spec(self.settings, self.management_addr, self.agent_token)
         await ensure_pool(spec.pool, spec.model, spec.slots)
         self.pool = PoolAutoscaler(
             spec.pool,

@@ -10,7 +10,7 @@ from control_plane.autoscaler.settings import AutoscalerSettings
 from control_plane.providers.base import AgentSpec, Provider
 from control_plane.providers.ec2 import EC2Provider, EC2Settings
 from control_plane.providers.local import LocalProvider, LocalSettings
-from paddler.models import bundled_model_path
+from paddler.bundled import bundled_model_path
 from paddler.settings import SettingsError
 
 

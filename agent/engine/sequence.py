@@ -1,0 +1,83 @@
+"""One request's life inside the batch, and the KV cache each slot keeps between requests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.engine.detokenizer import TextStream
+from agent.engine.sampler import Sampler
+from paddler.protocol import FinishReason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    first_token_at: float | None  # time.perf_counter() when the first token was sampled
+
+
+@dataclass(eq=False)
+class Sequence:
+    """A request being served: its prompt is prefilled in chunks, then one token per step.
+
+    ``emit`` and ``finish`` are called on the engine thread; they hand results over to the
+    agent's event loop. ``finish`` gets an :class:`Outcome` or the exception that ended it.
+    """
+
+    prompt: list[int]
+    max_tokens: int
+    sampler: Sampler
+    emit: Callable[[str], None]
+    finish: Callable[[Outcome | BaseException], None]
+    stop: threading.Event
+    text: TextStream
+    seq_id: int = -1
+    cached_tokens: int = 0
+    prefilled: int = 0  # prompt tokens whose KV is in the context (reused ones included)
+    next_token: int | None = None  # sampled, not yet decoded
+    completion_tokens: int = 0
+    first_token_at: float | None = None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.prefilled < len(self.prompt)
+
+    def accept(self, piece: bytes) -> None:
+        """Count a sampled token and release whatever text it completes."""
+        self.completion_tokens += 1
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        if released := self.text.feed(piece):
+            self.emit(released)
+
+    def outcome(self, finish_reason: FinishReason) -> Outcome:
+        return Outcome(
+            finish_reason=finish_reason,
+            prompt_tokens=len(self.prompt),
+            completion_tokens=self.completion_tokens,
+            cached_tokens=self.cached_tokens,
+            first_token_at=self.first_token_at,
+        )
+
+
+@dataclass(eq=False)
+class SlotCache:
+    """The tokens whose KV one sequence id holds; kept after a request for the next one."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    last_used: int = 0
+
+    def shared_prefix(self, prompt: list[int]) -> int:
+        """How many leading tokens of ``prompt`` are already cached here."""
+        count = 0
+        for cached, token in zip(self.tokens, prompt, strict=False):
+            if cached != token:
+                break
+            count += 1
+        return count

@@ -1,0 +1,221 @@
+"""The public OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from control_plane import errors
+from control_plane.inference import responses as openai_responses
+from control_plane.inference.chat_requests import (
+    InferenceCall,
+    parse_chat_completion,
+    parse_completion,
+)
+from control_plane.inference.embedding_requests import parse_embeddings
+from control_plane.serving.desired_state import apply_defaults
+from control_plane.serving.jobs import InferenceJob, TextPiece
+from control_plane.serving.relay import Update, Waiting, follow
+from control_plane.serving.scheduler import BufferFull
+from control_plane.state import ControlPlane, current_control_plane
+from paddler.protocol import Done, Embeddings, GenerationRequest, JobRequest
+
+logger = logging.getLogger("paddler.inference")
+
+inference_api = Blueprint("inference_api", __name__)
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+@inference_api.before_request
+async def require_api_key() -> None:
+    if request.path == "/health":
+        return
+    if not current_control_plane().api_keys.accepts(request.headers.get("Authorization", "")):
+        raise errors.invalid_api_key()
+
+
+@inference_api.get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@inference_api.get("/v1/models")
+async def list_models() -> dict[str, Any]:
+    pools = current_control_plane().pools
+    created = {name: int(pool.created_at.timestamp()) for name, pool in pools.items()}
+    return openai_responses.models_list(sorted(pools), created)
+
+
+@inference_api.post("/v1/chat/completions")
+async def chat_completions() -> Response:
+    return await _serve(parse_chat_completion(await request.get_data(cache=False)))
+
+
+@inference_api.post("/v1/completions")
+async def completions() -> Response:
+    return await _serve(parse_completion(await request.get_data(cache=False)))
+
+
+@inference_api.post("/v1/embeddings")
+async def embeddings() -> Response:
+    call = parse_embeddings(await request.get_data(cache=False))
+    state = current_control_plane()
+    job, updates = _submit(state, call.model, call.request)
+    try:
+        async for update in updates:
+            if isinstance(update, Embeddings):
+                body = openai_responses.embedding_list(
+                    call.model,
+                    update.vectors,
+                    update.prompt_tokens,
+                    encoding_format=call.encoding_format,
+                )
+                return Response(json.dumps(body), mimetype="application/json")
+    except errors.OpenAIError as error:
+        if error.code == "buffer_timeout" and not state.serves_embeddings(call.model):
+            raise errors.buffer_timeout(
+                state.settings.buffer_timeout,
+                hint="No agent of this model serves embeddings (agent flag --embeddings).",
+            ) from error
+        raise
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+    raise errors.agent_lost("the agent stopped without answering the request")
+
+
+def _submit(
+    state: ControlPlane, model: str, job_request: JobRequest
+) -> tuple[InferenceJob, AsyncIterator[Update]]:
+    """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
+    if model not in state.pools:
+        raise errors.model_not_found(model)
+    failing = state.autoscaling.failing_reason(model)
+    if failing is not None and state.ready_agents(model) == 0:
+        raise errors.capacity_unavailable(failing)
+    desired = state.rollout.desired.get(model)
+    if desired is not None and isinstance(job_request, GenerationRequest):
+        job_request = apply_defaults(job_request, desired.inference_defaults)
+    job = InferenceJob(pool=model, request=job_request)
+    try:
+        state.scheduler.submit(job)
+    except BufferFull as full:
+        raise errors.buffer_full(_retry_after(state, model)) from full
+    updates = follow(
+        job,
+        state.scheduler,
+        buffer_timeout=state.settings.buffer_timeout,
+        report_interval=state.settings.queue_report_interval,
+        expected_wait=lambda: state.autoscaling.expected_wait(model),
+    )
+    return job, updates
+
+
+async def _serve(call: InferenceCall) -> Response:
+    state = current_control_plane()
+    job, updates = _submit(state, call.model, call.request)
+    if call.stream:
+        response = Response(
+            _stream(state, call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
+        )
+        response.timeout = None
+        return response
+    try:
+        return await _collect(call, updates)
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+
+
+def _retry_after(state: ControlPlane, pool: str) -> int:
+    """A hint for clients: roughly how long until the queue ahead of them drains."""
+    ready = state.ready_agents(pool)
+    if ready == 0:
+        return max(1, math.ceil(state.settings.buffer_timeout / 2))
+    return 1 + state.scheduler.queued(pool) // max(1, ready)
+
+
+def _expected(seconds: float | None) -> str:
+    """The expected wait of a queued comment, while a cold start is under way."""
+    return "" if seconds is None else f" expected_wait={seconds:.0f}s"
+
+
+async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
+    pieces: list[str] = []
+    async for update in updates:
+        if isinstance(update, TextPiece):
+            pieces.append(update.text)
+        elif isinstance(update, Done):
+            body = _final_object(call)(
+                openai_responses.new_completion_id(call.request.kind),
+                int(time.time()),
+                call.model,
+                "".join(pieces),
+                update.finish_reason,
+                update.usage,
+            )
+            return Response(json.dumps(body), mimetype="application/json")
+    raise errors.agent_lost("the agent stopped without finishing the request")
+
+
+def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
+    if call.request.kind == "chat":
+        return openai_responses.chat_completion
+    return openai_responses.text_completion
+
+
+async def _stream(
+    state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Update]
+) -> AsyncIterator[bytes]:
+    """Runs outside the request context: everything it needs is passed in."""
+    completion_id = openai_responses.new_completion_id(call.request.kind)
+    created = int(time.time())
+    chat = call.request.kind == "chat"
+    chunk = openai_responses.chat_chunk if chat else openai_responses.text_chunk
+    usage_chunk = openai_responses.chat_usage_chunk if chat else openai_responses.text_usage_chunk
+    sent_role = False
+    try:
+        if job.waiting:
+            position = state.scheduler.position(job)
+            expected = _expected(state.autoscaling.expected_wait(call.model))
+            yield openai_responses.sse_comment(f"queued position={position}{expected}")
+        async for update in updates:
+            if isinstance(update, Waiting):
+                yield openai_responses.sse_comment(
+                    f"queued position={update.position} waited={update.seconds_waited:.0f}s"
+                    + _expected(update.expected_wait)
+                )
+                continue
+            if chat and not sent_role:
+                sent_role = True
+                yield openai_responses.sse_event(
+                    openai_responses.chat_chunk(completion_id, created, call.model, role=True)
+                )
+            if isinstance(update, TextPiece):
+                if update.text:
+                    yield openai_responses.sse_event(
+                        chunk(completion_id, created, call.model, text=update.text)
+                    )
+            elif isinstance(update, Done):
+                yield openai_responses.sse_event(
+                    chunk(completion_id, created, call.model, finish_reason=update.finish_reason)
+                )
+                if call.include_usage:
+                    yield openai_responses.sse_event(
+                        usage_chunk(completion_id, created, call.model, update.usage)
+                    )
+                break
+    except errors.OpenAIError as error:
+        logger.info("stream of job %s ended with %s", job.id, error.code)
+        yield openai_responses.sse_event(error.body())
+    finally:
+        state.scheduler.withdraw(job, "client_disconnected")
+    yield openai_responses.sse_event("[DONE]")

@@ -1,0 +1,142 @@
+"""A pool's desired state: what its agents run and how its requests are sampled by default.
+
+It is kept, versioned, in the pool's ``settings`` JSON under ``desired``. The model source,
+slots, chat template and context size go to the agents (``protocol.DesiredState``); the
+inference defaults stay here and fill the sampling fields a request leaves out; the scaling
+bounds are recorded for the autoscaler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from control_plane import errors
+from paddler.chat_template import ChatTemplate, ChatTemplateError
+from paddler.model_source import ModelSourceError, parse_model_source
+from paddler.protocol import ChatMessage, DesiredState, GenerationRequest
+
+SETTINGS_KEY = "desired"
+POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+_PROBE = (ChatMessage(role="user", content="Hello"),)
+
+
+class InferenceDefaults(BaseModel):
+    """Sampling values a request of the pool gets when it does not set them itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, gt=0, le=10)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+    def set_values(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+class ScalingBounds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_agents: int | None = Field(None, ge=0, le=1000)
+    max_agents: int | None = Field(None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScalingBounds:
+        low, high = self.min_agents, self.max_agents
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_agents ({low}) is more than max_agents ({high})")
+        return self
+
+
+class PoolSpec(BaseModel):
+    """The body of ``PUT /api/v1/pools/<name>/desired-state``: the whole desired state.
+
+    ``chat_template`` and ``context_size`` left out: each agent's own (its flags, or the
+    model's template).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_source: str = Field(min_length=1, max_length=2000)
+    slots: int = Field(ge=1, le=256)
+    chat_template: str | None = Field(None, max_length=100_000)
+    context_size: int | None = Field(None, ge=64, le=1_048_576)
+    inference_defaults: InferenceDefaults = InferenceDefaults()
+    scaling: ScalingBounds = ScalingBounds()
+
+
+class NewPool(PoolSpec):
+    """The body of ``POST /api/v1/pools``: the pool's name (the model clients ask for) and its
+    desired state."""
+
+    name: str = Field(pattern=POOL_NAME_PATTERN)
+
+
+class StoredDesiredState(PoolSpec):
+    version: int = Field(ge=1)
+
+    def to_agents(self) -> DesiredState:
+        return DesiredState(
+            version=self.version,
+            model_source=self.model_source,
+            slots=self.slots,
+            chat_template=self.chat_template,
+            context_size=self.context_size,
+        )
+
+
+def unprocessable(param: str, message: str) -> errors.OpenAIError:
+    return errors.OpenAIError(422, message, param=param, code="invalid_desired_state")
+
+
+def check_spec(spec: PoolSpec) -> None:
+    """What the schema cannot check: the source's form and that the template renders (422)."""
+    try:
+        parse_model_source(spec.model_source)
+    except ModelSourceError as error:
+        raise unprocessable("model_source", f"Invalid model_source: {error}") from error
+    if spec.chat_template is not None:
+        try:
+            ChatTemplate(spec.chat_template).render(_PROBE)
+        except ChatTemplateError as error:
+            raise unprocessable(
+                "chat_template", f"The chat_template does not render a conversation: {error}"
+            ) from error
+
+
+def stored(settings: dict[str, Any]) -> StoredDesiredState | None:
+    """The desired state kept in a pool's ``settings`` (None: none, or unreadable)."""
+    raw = settings.get(SETTINGS_KEY)
+    if raw is None:
+        return None
+    try:
+        return StoredDesiredState.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def with_desired(
+    settings: dict[str, Any], spec: PoolSpec, version: int
+) -> tuple[dict[str, Any], StoredDesiredState]:
+    """``settings`` holding ``spec`` as version ``version``."""
+    record = StoredDesiredState(**spec.model_dump(exclude={"name"}), version=version)
+    return {**settings, SETTINGS_KEY: record.model_dump(mode="json")}, record
+
+
+def apply_defaults(request: GenerationRequest, defaults: InferenceDefaults) -> GenerationRequest:
+    """``request`` with the pool's defaults in the sampling fields it did not set itself."""
+    sampling = request.sampling
+    missing = {
+        name: value
+        for name, value in defaults.set_values().items()
+        if name not in sampling.model_fields_set
+    }
+    if not missing:
+        return request
+    return request.model_copy(update={"sampling": sampling.model_copy(update=missing)})
