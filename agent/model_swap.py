@@ -1,7 +1,7 @@
 """What an agent runs, and how to build the engine for a pool's new desired state.
 
-The runner drains and unloads; this module says whether a desired state changes anything
-and makes the new engine (and embedding service) with the old ones' tuning.
+:mod:`agent.served_model` drains and unloads; this module says whether a desired state
+changes anything and makes the new engine (and embedding service) with the old ones' tuning.
 """
 
 from __future__ import annotations

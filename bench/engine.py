@@ -33,7 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.engine.cpu_path import CPU_REPACK_CHOICES
-from bench._common import CORES, BenchError, Interruption, engine_class
+from bench._errors import BenchError
+from bench._interruption import Interruption
+from bench._servers import CORES
 from bench.engine_backends import (
     bench_batched_bench,
     bench_engine,
@@ -92,7 +94,7 @@ def plans(config: Config, selected: Sequence[str]) -> Iterator[Plan]:
         asyncio.run(bench_engine(config, backend))
 
     if "engine" in selected:
-        yield Plan("engine", f"engine in-process ({engine_class().__name__})", engine)
+        yield Plan("engine", "engine in-process", engine)
     if "full" in selected:
         yield Plan("full", "full path: control plane + agent", lambda b: bench_full(config, b))
     if "llama-cpp-server" in selected:
@@ -165,8 +167,6 @@ def run(config: Config, selected: Sequence[str], interruption: Interruption) -> 
         print()
         print_prefix(prefix)
     print("\nGoals (decode tokens/s at 4 concurrent streams):")
-    if prefix is not None:
-        prefix_missing = prefix.note
     listed = goals(by_key, prefix, prefix_missing)
     for goal in listed:
         print(goal.line())

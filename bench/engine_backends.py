@@ -17,24 +17,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench._common import (
-    CORES,
-    BenchEngine,
-    BenchError,
-    CommandServer,
-    Load,
-    StreamTrace,
-    control_plane,
-    engine_accepts,
-    engine_class,
-    engine_load,
-    engine_stream,
-    http_load,
-    log_tail,
-    make_engine,
-    paddler_agent,
-    running,
-)
+from agent.engine.engine import Engine
+from bench._errors import BenchError
+from bench._servers import CORES, CommandServer, control_plane, log_tail, paddler_agent, running
+from bench._streams import Load, StreamTrace, engine_load, engine_stream, http_load
 from bench.engine_workload import (
     COMPLETIONS,
     CONTEXT_PER_SLOT,
@@ -58,7 +44,7 @@ from tests.processes import free_port
 
 async def bench_engine(config: Config, backend: Backend) -> None:
     for streams in config.streams:
-        engine = make_engine(
+        engine = Engine(
             config.model, streams, context_size=CONTEXT_PER_SLOT, cpu_repack=config.cpu_repack
         )
         try:
@@ -68,7 +54,7 @@ async def bench_engine(config: Config, backend: Backend) -> None:
             engine.close()
 
 
-async def engine_row(config: Config, engine: BenchEngine, streams: int) -> Row:
+async def engine_row(config: Config, engine: Engine, streams: int) -> Row:
     requests = [completion_request(p, config.tokens) for p in stream_prompts(streams)]
 
     async def run() -> Load:
@@ -252,7 +238,7 @@ async def prefix_run(
     model: Path, prefixes: Sequence[str], cache: bool, cpu_repack: CpuRepack
 ) -> list[StreamTrace]:
     """Per prefix: a request opening it, then one sharing it; returns the traces in pairs."""
-    engine: BenchEngine = make_engine(
+    engine = Engine(
         model, 4, context_size=CONTEXT_PER_SLOT, prompt_cache=cache, cpu_repack=cpu_repack
     )
     traces: list[StreamTrace] = []
@@ -271,11 +257,8 @@ def bench_prefix(config: Config) -> PrefixReport:
     pairs = max(3, config.repeat)
     prefixes = [long_prefix(config.model, seed) for seed in range(pairs)]
     prefix_tokens = statistics.median(count_tokens(config.model, p) for p in prefixes)
-    modes = {"on": True, "off": False} if engine_accepts("prompt_cache") else {"none": False}
     report = PrefixReport(int(prefix_tokens), {}, {}, {})
-    if "none" in modes:
-        report.note = f"{engine_class().__name__} has no prompt_cache option: no reuse to compare"
-    for label, cache in modes.items():
+    for label, cache in {"on": True, "off": False}.items():
         traces = asyncio.run(prefix_run(config.model, prefixes, cache, config.cpu_repack))
         report.first[label] = statistics.median(t.first_token for t in traces[0::2])
         report.second[label] = statistics.median(t.first_token for t in traces[1::2])

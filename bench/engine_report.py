@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench._common import percentile
+from bench._streams import percentile
 from bench.engine_workload import Backend, PrefixReport
 
 
@@ -115,7 +115,7 @@ def goals(
             why("full", "llama-server"),
         ),
     ]
-    if prefix is not None and "on" in prefix.second:
+    if prefix is not None:
         listed.append(
             Goal(
                 PREFIX_GOAL,
@@ -140,5 +140,3 @@ def print_prefix(report: PrefixReport) -> None:
             f"   sharing request {report.second[label] * 1000:7.1f} ms"
             f"   its cached_tokens {report.cached[label]}"
         )
-    if report.note:
-        print(f"  {report.note}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.engine.cpu_path import choose_cpu_path
 from agent.engine.model import Model
-from bench._common import Load
+from bench._streams import Load
 from paddler.protocol import CpuPath, CpuRepack, GenerationRequest, SamplingParams
 
 CONTEXT_PER_SLOT = 2048
@@ -118,7 +118,6 @@ class PrefixReport:
     first: dict[str, float]  # cache label -> median TTFT of the request that opens a prefix
     second: dict[str, float]  # cache label -> median TTFT of the request that shares it
     cached: dict[str, int]
-    note: str = ""
 
 
 @dataclass

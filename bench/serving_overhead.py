@@ -20,14 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.engine.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
-from bench._common import (
-    Load,
-    control_plane,
-    engine_load,
-    http_load,
-    make_engine,
-    paddler_agent,
-)
+from agent.engine.engine import Engine
+from bench._servers import control_plane, paddler_agent
+from bench._streams import Load, engine_load, http_load
 from paddler.bundled import bundled_model_path
 from paddler.protocol import ChatMessage, CpuRepack, GenerationRequest, SamplingParams
 
@@ -54,7 +49,7 @@ def body(model: Path, tokens: int) -> dict[str, object]:
 
 
 async def engine_alone(model: Path, streams: int, tokens: int, cpu_repack: CpuRepack) -> Load:
-    engine = make_engine(model, streams, cpu_repack=cpu_repack)
+    engine = Engine(model, streams, cpu_repack=cpu_repack)
     try:
         await engine.load()
         await engine_load(engine, [request(4)])  # warm-up, as below

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from quart import (
     Quart,
@@ -37,6 +37,7 @@ from paddler.protocol import (
 logger = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
+INVALID_VALUE = "invalid_value"
 OVERLOADED = "overloaded_error"
 SERVER_ERROR = "server_error"
 
@@ -84,6 +85,22 @@ class OpenAIError(Exception):
 
 def invalid_request(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
     return OpenAIError(400, message, type=INVALID_REQUEST, param=param, code=code)
+
+
+def invalid_value(param: str, reason: str, code: str = INVALID_VALUE) -> OpenAIError:
+    """A 400 for a field holding a wrong value; ``reason`` is one sentence, without its period."""
+    return invalid_request(f"Invalid value for '{param}': {reason}.", param=param, code=code)
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    """The field a pydantic error is about, named as OpenAI names it: ``messages[1].content``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
 
 
 def invalid_api_key() -> OpenAIError:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from control_plane.addresses import split_address
 from control_plane.app import create_inference_app, create_management_app
 from control_plane.state import ControlPlane
 
@@ -21,7 +22,7 @@ def listen(address: str) -> int:
 
     Returns the listening socket's file descriptor, which Hypercorn takes over.
     """
-    host, _, port = address.rpartition(":")
+    host, port = split_address(address)
     host = host.strip("[]")
     if not host or not port.isdigit():
         raise OSError(f"expected host:port, got {address!r}")
@@ -80,6 +81,7 @@ async def run_control_plane(
 
     async def close_agent_sockets() -> None:
         await shutdown.wait()
+        state.fleet.hold_all("shutdown")
         state.closing.set()
 
     closer = asyncio.create_task(close_agent_sockets())

@@ -52,7 +52,7 @@ class ControlPlane:
             observer=Observers([self.metrics, self.activity, self.autoscaling.observer]),
         )
         self.metrics.watch(self)
-        self.rollout = Rollout(self.fleet, self.metrics.registry)
+        self.rollout = Rollout(self.fleet, self.metrics.registry, self.scheduler.pump)
         self.api_keys = ApiKeys(settings.api_keys)
         self.pools: dict[str, PoolRecord] = {}
         self.closing = asyncio.Event()
@@ -111,10 +111,3 @@ class ControlPlane:
         """Close the agent's connection record; at shutdown, the next start does it instead."""
         if self._store is not None:
             await self._store.agent_disconnected(link.agent_id, link.connection_id, reason)
-
-    def serves_embeddings(self, pool: str) -> bool:
-        """Whether any connected agent of ``pool`` takes embedding jobs."""
-        return any(link.embeddings for link in self.fleet.in_pool(pool))
-
-    def ready_agents(self, pool: str) -> int:
-        return sum(1 for link in self.fleet.in_pool(pool) if link.state == "ready")

@@ -3,7 +3,9 @@
 # LocalStack pins its own boto3/botocore, so it stays out of the project's .venv.
 # LocalStack 4.14 needs Python >= 3.12 (the project runs on 3.11): set LOCALSTACK_PYTHON to
 # choose the interpreter, otherwise the newest python3.13/python3.12 on PATH or under pyenv.
-# Idempotent: does nothing when the pinned version is already installed.
+# Idempotent: does nothing when the pinned version is already installed. Installs into one venv
+# are serialised (a lock in localstack/.data/): test sessions started together on a fresh
+# machine wait for the first one's install instead of running pip into the same venv at once.
 set -euo pipefail
 
 # shellcheck source=env.sh
@@ -12,8 +14,22 @@ VERSION="4.14.0"
 STAMP="$VENV/.installed-$VERSION"
 LOG="$LOCALSTACK_DIR/.install.log"
 
-if [[ -f "$STAMP" ]] && "$VENV/bin/python" -c "import localstack" 2>/dev/null; then
+installed() {
+    [[ -f "$STAMP" ]] && "$VENV/bin/python" -c "import localstack" 2>/dev/null
+}
+
+if installed; then
     echo "localstack $VERSION already installed in $VENV"
+    exit 0
+fi
+mkdir -p "$DATA"
+exec 8>"$DATA/install.lock"
+flock -w "${LOCALSTACK_INSTALL_TIMEOUT:-1200}" 8 || {
+    echo "another localstack install held $DATA/install.lock too long" >&2
+    exit 1
+}
+if installed; then
+    echo "localstack $VERSION installed in $VENV meanwhile"
     exit 0
 fi
 

@@ -5,8 +5,9 @@
 - the model bucket (private, versioned), holding the bundled SmolLM2 GGUF with its sha256 in
   the object's metadata.
 
-Idempotent. Run it with the project's virtual environment (``seed.sh`` does); it prints a JSON
-summary as its last line.
+Idempotent, also when several seeders run at once against a fresh LocalStack (``seed.sh``
+serialises them; this script tolerates losing a race anyway). Run it with the project's virtual
+environment (``seed.sh`` does); it prints a JSON summary as its last line.
 """
 
 from __future__ import annotations
@@ -52,30 +53,47 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def seed_launch_template(ec2: Any, name: str) -> dict[str, str]:
-    existing = ec2.describe_launch_templates(
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def find_launch_template(ec2: Any, name: str) -> dict[str, Any] | None:
+    found: list[dict[str, Any]] = ec2.describe_launch_templates(
         Filters=[{"Name": "launch-template-name", "Values": [name]}]
     )["LaunchTemplates"]
-    if existing:
-        template = existing[0]
+    return found[0] if found else None
+
+
+def seed_launch_template(ec2: Any, name: str) -> dict[str, str]:
+    template = find_launch_template(ec2, name)
+    if template is not None:
         print(f"launch template {name} exists ({template['LaunchTemplateId']})")
     else:
         image_id = ec2.describe_images()["Images"][0]["ImageId"]
-        template = ec2.create_launch_template(
-            LaunchTemplateName=name,
-            LaunchTemplateData={
-                "ImageId": image_id,
-                "InstanceType": INSTANCE_TYPE,
-                "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-                "BlockDeviceMappings": [
-                    {
-                        "DeviceName": "/dev/xvda",
-                        "Ebs": {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True},
-                    }
-                ],
-            },
-        )["LaunchTemplate"]
-        print(f"created launch template {name} ({template['LaunchTemplateId']}, {image_id})")
+        try:
+            template = ec2.create_launch_template(
+                LaunchTemplateName=name,
+                LaunchTemplateData={
+                    "ImageId": image_id,
+                    "InstanceType": INSTANCE_TYPE,
+                    "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                    "BlockDeviceMappings": [
+                        {
+                            "DeviceName": "/dev/xvda",
+                            "Ebs": {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True},
+                        }
+                    ],
+                },
+            )["LaunchTemplate"]
+            print(f"created launch template {name} ({template['LaunchTemplateId']}, {image_id})")
+        except ClientError as error:
+            # another seeder created it between our look and our create
+            if error_code(error) != "InvalidLaunchTemplateName.AlreadyExistsException":
+                raise
+            template = find_launch_template(ec2, name)
+            if template is None:
+                raise
+            print(f"launch template {name} was created meanwhile ({template['LaunchTemplateId']})")
     return {"launch_template": name, "launch_template_id": template["LaunchTemplateId"]}
 
 
@@ -84,7 +102,11 @@ def seed_bucket(s3: Any, bucket: str, model: Path) -> dict[str, str]:
         s3.head_bucket(Bucket=bucket)
         print(f"bucket {bucket} exists")
     except ClientError:
-        s3.create_bucket(Bucket=bucket)
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except ClientError as error:  # another seeder created it meanwhile: configure it too
+            if error_code(error) != "BucketAlreadyOwnedByYou":
+                raise
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         s3.put_public_access_block(
             Bucket=bucket,

@@ -6,14 +6,17 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 GRACE="${LOCALSTACK_STOP_GRACE:-20}"
 
+take_setup_lock "${LOCALSTACK_START_TIMEOUT:-120}"
+
 if [[ ! -f "$PID_FILE" ]]; then
     echo "localstack is not running (no $PID_FILE)"
+    rm -f "$STARTED_BY_FILE"
     exit 0
 fi
 pid="$(cat "$PID_FILE")"
-if ! kill -0 "$pid" 2>/dev/null; then
+if ! is_localstack "$pid"; then
     echo "localstack (pid $pid) already stopped"
-    rm -f "$PID_FILE"
+    rm -f "$PID_FILE" "$STARTED_BY_FILE"
     exit 0
 fi
 echo "stopping localstack (pid $pid)"
@@ -26,5 +29,5 @@ if kill -0 "$pid" 2>/dev/null; then
     echo "localstack did not stop within ${GRACE}s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
 fi
-rm -f "$PID_FILE"
+rm -f "$PID_FILE" "$STARTED_BY_FILE"
 echo "localstack stopped"

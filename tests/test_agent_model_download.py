@@ -4,6 +4,7 @@ reports, not a crash."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,15 @@ def start_agent(
     return agent
 
 
+def wait_for(agent: ServerProcess, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """``wait_until`` whose failure shows the agent's log as it is then, not as it was at the
+    start of the wait."""
+    try:
+        wait_until(ready, timeout=timeout, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nagent log:\n{agent.log()}") from None
+
+
 def test_agent_downloads_its_model_from_s3_and_serves(
     localstack: LocalStack, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
@@ -52,7 +62,7 @@ def test_agent_downloads_its_model_from_s3_and_serves(
         return view is not None and view["state"] == "ready"
 
     try:
-        wait_until(ready, timeout=120, what=f"the agent to be ready\n{agent.log()}")
+        wait_for(agent, ready, timeout=120, what="the agent to be ready")
         progress = [fraction for _, fraction in seen if fraction is not None]
         assert progress == sorted(progress) and progress[-1] == 1.0
         assert {state for state, _ in seen} <= {"loading", "ready"}
@@ -88,7 +98,7 @@ def test_a_model_that_cannot_be_fetched_is_reported_as_an_issue(
         return view if view is not None and view["state"] == "error" else None
 
     try:
-        wait_until(lambda: reported() is not None, timeout=60, what=f"an error\n{agent.log()}")
+        wait_for(agent, lambda: reported() is not None, timeout=60, what="an error")
         view = reported()
         assert view is not None
         [issue] = view["issues"]

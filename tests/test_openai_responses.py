@@ -14,7 +14,6 @@ from control_plane.inference.responses import (
     chat_usage_chunk,
     models_list,
     new_completion_id,
-    sse_comment,
     sse_event,
     text_chunk,
     text_completion,
@@ -197,8 +196,3 @@ def test_sse_event_encodes_a_dict_as_one_json_data_line() -> None:
 
 def test_sse_event_sends_a_string_verbatim() -> None:
     assert sse_event("[DONE]") == b"data: [DONE]\n\n"
-
-
-def test_sse_comment() -> None:
-    assert sse_comment("keep-alive") == b": keep-alive\n\n"
-    assert sse_comment("two\nlines") == b": two\n: lines\n\n"

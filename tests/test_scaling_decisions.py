@@ -16,9 +16,9 @@ from control_plane.autoscaler.decisions import (
     ForgetCrashes,
     Launch,
     MarkFailing,
-    PoolSnapshot,
     ReplaceBooting,
     ScalingPolicy,
+    ScalingSnapshot,
     decide,
 )
 
@@ -74,41 +74,45 @@ KEEP_ONE = ScalingPolicy(slots_per_agent=4, min_agents=1, max_agents=3)
 @dataclass(frozen=True)
 class Case:
     name: str
-    snapshot: PoolSnapshot
+    snapshot: ScalingSnapshot
     expected: list[tuple[str, object]]
     policy: ScalingPolicy = POLICY
 
 
 CASES = [
-    Case("nothing to do at zero", PoolSnapshot(NOW), []),
-    Case("scale up from zero on the first buffered request", PoolSnapshot(NOW, 1), [("launch", 1)]),
+    Case("nothing to do at zero", ScalingSnapshot(NOW), []),
     Case(
-        "five waiting requests want two agents of four slots", PoolSnapshot(NOW, 5), [("launch", 2)]
+        "scale up from zero on the first buffered request", ScalingSnapshot(NOW, 1), [("launch", 1)]
     ),
-    Case("capped by max_agents", PoolSnapshot(NOW, 100), [("launch", 3)]),
+    Case(
+        "five waiting requests want two agents of four slots",
+        ScalingSnapshot(NOW, 5),
+        [("launch", 2)],
+    ),
+    Case("capped by max_agents", ScalingSnapshot(NOW, 100), [("launch", 3)]),
     Case(
         "at max_agents nothing more is launched",
-        PoolSnapshot(NOW, 9, agents=(busy("a"), busy("b")), booting=(booting("i-1", 5),)),
+        ScalingSnapshot(NOW, 9, agents=(busy("a"), busy("b")), booting=(booting("i-1", 5),)),
         [],
     ),
     Case(
         "booting instances count as capacity: no second launch for the same demand",
-        PoolSnapshot(NOW, 3, booting=(booting("i-1", 5),)),
+        ScalingSnapshot(NOW, 3, booting=(booting("i-1", 5),)),
         [],
     ),
     Case(
         "demand beyond ready plus booting launches the difference",
-        PoolSnapshot(NOW, 6, agents=(busy("a"),), booting=(booting("i-1", 5),)),
+        ScalingSnapshot(NOW, 6, agents=(busy("a"),), booting=(booting("i-1", 5),)),
         [("launch", 1)],
     ),
     Case(
         "a busy pool exactly at capacity stays",
-        PoolSnapshot(NOW, 0, agents=(busy("a"), busy("b"))),
+        ScalingSnapshot(NOW, 0, agents=(busy("a"), busy("b"))),
         [],
     ),
     Case(
         "draining agents are not capacity but count toward max_agents",
-        PoolSnapshot(
+        ScalingSnapshot(
             NOW,
             2,
             agents=(
@@ -121,152 +125,154 @@ CASES = [
     ),
     Case(
         "below min_agents launches up to it",
-        PoolSnapshot(NOW),
+        ScalingSnapshot(NOW),
         [("launch", 2)],
         ScalingPolicy(slots_per_agent=4, min_agents=2, max_agents=3),
     ),
     Case(
-        "idle shorter than scale_down_after stays", PoolSnapshot(NOW, agents=(idle("a", 59),)), []
+        "idle shorter than scale_down_after stays",
+        ScalingSnapshot(NOW, agents=(idle("a", 59),)),
+        [],
     ),
     Case(
         "idle for scale_down_after is drained down to zero",
-        PoolSnapshot(NOW, agents=(idle("a", 60),)),
+        ScalingSnapshot(NOW, agents=(idle("a", 60),)),
         [("drain", "a")],
     ),
     Case(
         "longest idle goes first, down to min_agents",
-        PoolSnapshot(NOW, agents=(idle("a", 70), idle("b", 400), idle("c", 90))),
+        ScalingSnapshot(NOW, agents=(idle("a", 70), idle("b", 400), idle("c", 90))),
         [("drain", "b"), ("drain", "c")],
         ScalingPolicy(slots_per_agent=4, min_agents=1, max_agents=3, scale_down_after=60),
     ),
     Case(
         "min_agents keeps an idle agent",
-        PoolSnapshot(NOW, agents=(idle("a", 400),)),
+        ScalingSnapshot(NOW, agents=(idle("a", 400),)),
         [],
         ScalingPolicy(slots_per_agent=4, min_agents=1, max_agents=3, scale_down_after=60),
     ),
     Case(
         "an idle agent stays while requests wait",
-        PoolSnapshot(NOW, 1, agents=(idle("a", 400),)),
+        ScalingSnapshot(NOW, 1, agents=(idle("a", 400),)),
         [],
     ),
     Case(
         "an idle agent goes when the others' free slots cover demand",
-        PoolSnapshot(NOW, agents=(busy("a", 2), idle("b", 400))),
+        ScalingSnapshot(NOW, agents=(busy("a", 2), idle("b", 400))),
         [("drain", "b")],
     ),
     Case(
         "an agent that joined by itself counts as capacity but is never drained",
-        PoolSnapshot(NOW, agents=(AgentView("x", 0, 4, idle_since=NOW - 999, managed=False),)),
+        ScalingSnapshot(NOW, agents=(AgentView("x", 0, 4, idle_since=NOW - 999, managed=False),)),
         [],
     ),
     Case(
         "a busy agent is never drained",
-        PoolSnapshot(NOW, agents=(AgentView("a", 1, 4, idle_since=NOW - 999),)),
+        ScalingSnapshot(NOW, agents=(AgentView("a", 1, 4, idle_since=NOW - 999),)),
         [],
     ),
     Case(
         "boot timeout: terminate and replace",
-        PoolSnapshot(NOW, 1, booting=(booting("i-1", 120),)),
+        ScalingSnapshot(NOW, 1, booting=(booting("i-1", 120),)),
         [("replace", "i-1"), ("launch", 1)],
     ),
     Case(
         "boot timeout without demand: terminate, nothing to replace",
-        PoolSnapshot(NOW, 0, booting=(booting("i-1", 121),)),
+        ScalingSnapshot(NOW, 0, booting=(booting("i-1", 121),)),
         [("replace", "i-1")],
     ),
     Case(
         "still within boot_timeout: keep waiting",
-        PoolSnapshot(NOW, 1, booting=(booting("i-1", 119),)),
+        ScalingSnapshot(NOW, 1, booting=(booting("i-1", 119),)),
         [],
     ),
     Case(
         "the third failed boot in a row marks the pool failing and stops launches",
-        PoolSnapshot(NOW, 1, booting=(booting("i-3", 130),), failed_boots=2),
+        ScalingSnapshot(NOW, 1, booting=(booting("i-3", 130),), failed_boots=2),
         [("replace", "i-3"), ("failing", None)],
     ),
     Case(
         "a failing pool does not launch before failing_retry_after",
-        PoolSnapshot(NOW, 4, failed_boots=3, failing_since=NOW - 299),
+        ScalingSnapshot(NOW, 4, failed_boots=3, failing_since=NOW - 299),
         [],
     ),
     Case(
         "a failing pool probes with one launch after failing_retry_after",
-        PoolSnapshot(NOW, 4, failed_boots=3, failing_since=NOW - 300),
+        ScalingSnapshot(NOW, 4, failed_boots=3, failing_since=NOW - 300),
         [("launch", 1)],
     ),
     Case(
         "a failing pool waits for its probe instance",
-        PoolSnapshot(
+        ScalingSnapshot(
             NOW, 4, booting=(booting("i-4", 10),), failed_boots=3, failing_since=NOW - 900
         ),
         [],
     ),
     Case(
         "a failing pool still scales down idle agents",
-        PoolSnapshot(NOW, agents=(idle("a", 400),), failed_boots=3, failing_since=NOW - 10),
+        ScalingSnapshot(NOW, agents=(idle("a", 400),), failed_boots=3, failing_since=NOW - 10),
         [("drain", "a")],
     ),
     Case(
         "after a crash the replacement for min_agents waits restart_backoff",
-        PoolSnapshot(NOW, crashes=crashes(1, 0.25)),
+        ScalingSnapshot(NOW, crashes=crashes(1, 0.25)),
         [("backoff", 0.75)],
         KEEP_ONE,
     ),
     Case(
         "once the backoff has passed the replacement is launched",
-        PoolSnapshot(NOW, crashes=crashes(1, 1)),
+        ScalingSnapshot(NOW, crashes=crashes(1, 1)),
         [("launch", 1)],
         KEEP_ONE,
     ),
     Case(
         "demand waits too",
-        PoolSnapshot(NOW, 5, crashes=crashes(1, 0)),
+        ScalingSnapshot(NOW, 5, crashes=crashes(1, 0)),
         [("backoff", 1)],
     ),
     Case(
         "the wait doubles: 4 s after 3 crashes",
-        PoolSnapshot(NOW, 1, crashes=crashes(3, 3.5)),
+        ScalingSnapshot(NOW, 1, crashes=crashes(3, 3.5)),
         [("backoff", 0.5)],
     ),
     Case(
         "the wait is capped by restart_backoff_max",
-        PoolSnapshot(NOW, 1, crashes=crashes(50, 59)),
+        ScalingSnapshot(NOW, 1, crashes=crashes(50, 59)),
         [("backoff", 1)],
     ),
     Case(
         "no launch wanted: nothing to hold back",
-        PoolSnapshot(NOW, crashes=crashes(2, 0)),
+        ScalingSnapshot(NOW, crashes=crashes(2, 0)),
         [],
     ),
     Case(
         "a backoff does not stop scaling down",
-        PoolSnapshot(NOW, agents=(idle("a", 400),), crashes=crashes(2, 0)),
+        ScalingSnapshot(NOW, agents=(idle("a", 400),), crashes=crashes(2, 0)),
         [("drain", "a")],
     ),
     Case(
         "a failing pool's probe keeps its own timer",
-        PoolSnapshot(NOW, 1, failed_boots=3, failing_since=NOW - 300, crashes=crashes(9, 0)),
+        ScalingSnapshot(NOW, 1, failed_boots=3, failing_since=NOW - 300, crashes=crashes(9, 0)),
         [("launch", 1)],
     ),
     Case(
         "an agent ready after the last crash and serving for a minute ends the streak",
-        PoolSnapshot(NOW, 1, agents=(serving("a", 60, busy_slots=4),), crashes=crashes(9, 61)),
+        ScalingSnapshot(NOW, 1, agents=(serving("a", 60, busy_slots=4),), crashes=crashes(9, 61)),
         [("forget crashes", None), ("launch", 1)],
     ),
     Case(
         "serving for less than a minute does not",
-        PoolSnapshot(NOW, 1, agents=(serving("a", 45, busy_slots=4),), crashes=crashes(9, 50)),
+        ScalingSnapshot(NOW, 1, agents=(serving("a", 45, busy_slots=4),), crashes=crashes(9, 50)),
         [("backoff", 10)],
     ),
     Case(
         "an agent ready since before the last crash proves nothing",
-        PoolSnapshot(NOW, 1, agents=(serving("a", 500, busy_slots=4),), crashes=crashes(9, 30)),
+        ScalingSnapshot(NOW, 1, agents=(serving("a", 500, busy_slots=4),), crashes=crashes(9, 30)),
         [("backoff", 30)],
     ),
     Case(
         "neither does an agent that joined by itself",
-        PoolSnapshot(
+        ScalingSnapshot(
             NOW,
             1,
             agents=(AgentView("x", 4, 4, managed=False, ready_since=NOW - 120),),
@@ -285,15 +291,15 @@ def test_decisions(case: Case) -> None:
 
 
 def test_reasons_say_why() -> None:
-    [launch] = decide(POLICY, PoolSnapshot(NOW, 100))
+    [launch] = decide(POLICY, ScalingSnapshot(NOW, 100))
     assert isinstance(launch, Launch)
     assert launch.reason == "demand 100 slots exceeds capacity 0; capped by max_agents 3"
-    [replace, relaunch] = decide(POLICY, PoolSnapshot(NOW, 1, booting=(booting("i-9", 150),)))
+    [replace, relaunch] = decide(POLICY, ScalingSnapshot(NOW, 1, booting=(booting("i-9", 150),)))
     assert replace.reason == "i-9 did not register within 120s of its launch"
     assert relaunch.reason.endswith("replacing 1 instance(s) that failed to boot")
-    [drain] = decide(POLICY, PoolSnapshot(NOW, agents=(idle("a", 61),)))
+    [drain] = decide(POLICY, ScalingSnapshot(NOW, agents=(idle("a", 61),)))
     assert drain.reason == "idle for 61s (scale_down_after 60s); 0 agents left, min_agents 0"
-    [probe] = decide(POLICY, PoolSnapshot(NOW, 1, failed_boots=3, failing_since=NOW - 301))
+    [probe] = decide(POLICY, ScalingSnapshot(NOW, 1, failed_boots=3, failing_since=NOW - 301))
     assert isinstance(probe, Launch) and probe.probe
 
 
@@ -322,7 +328,7 @@ def test_no_flapping_over_a_simulated_day() -> None:
             if take == 0 and since is None:
                 since = now
             agents[agent_id] = AgentView(agent_id, take, 2, idle_since=since)
-        snapshot = PoolSnapshot(
+        snapshot = ScalingSnapshot(
             now,
             buffered_requests=left,
             agents=tuple(agents.values()),
@@ -350,14 +356,14 @@ def test_no_flapping_over_a_simulated_day() -> None:
 
 
 def test_backoff_reasons_say_how_long_and_why() -> None:
-    [backoff] = decide(POLICY, PoolSnapshot(NOW, 1, crashes=crashes(3, 0)))
+    [backoff] = decide(POLICY, ScalingSnapshot(NOW, 1, crashes=crashes(3, 0)))
     assert backoff == BackOff(
         NOW + 4, 4, "next launch in 4 s after 3 crashes: agent exited: SIGSEGV"
     )
-    [first] = decide(POLICY, PoolSnapshot(NOW, 1, crashes=crashes(1, 0)))
+    [first] = decide(POLICY, ScalingSnapshot(NOW, 1, crashes=crashes(1, 0)))
     assert first.reason == "next launch in 1 s after 1 crash: agent exited: SIGSEGV"
     [forget, _] = decide(
-        POLICY, PoolSnapshot(NOW, 9, agents=(serving("a", 70),), crashes=crashes(4, 80))
+        POLICY, ScalingSnapshot(NOW, 9, agents=(serving("a", 70),), crashes=crashes(4, 80))
     )
     assert forget == ForgetCrashes(
         "a has served for 70s since the last crash; the restart backoff starts over"
@@ -389,7 +395,7 @@ def test_an_agent_that_always_crashes_is_relaunched_slower_and_slower() -> None:
             streak = Crashes(count, now, "agent exited: SIGSEGV")
             running_since = None
         agents = () if running_since is None else (AgentView("a", 0, 4, ready_since=running_since),)
-        snapshot = PoolSnapshot(now, agents=agents, crashes=streak)
+        snapshot = ScalingSnapshot(now, agents=agents, crashes=streak)
         for action in decide(policy, snapshot):
             if isinstance(action, Launch):
                 if streak is not None:

@@ -6,7 +6,7 @@ import pytest
 
 from control_plane.serving.balancer import choose_agent
 from control_plane.serving.fleet import AgentLink, Fleet
-from control_plane.serving.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
 from control_plane.serving.scheduler import BufferFull, Scheduler
 from paddler import protocol
 
@@ -25,7 +25,7 @@ def make_agent(
         agent_id=name, name=name, pool=pool, model=pool, slots=slots, embeddings=embeddings
     )
     if ready:
-        link.state = "ready"
+        link.reported_state = "ready"
     return link
 
 
@@ -57,7 +57,8 @@ async def test_free_slot_dispatches_at_once() -> None:
     assert job.agent is agent
     [message] = sent(agent)
     assert isinstance(message, protocol.Job) and message.job_id == job.id
-    assert events(job) == [Dispatched(agent_name="a", attempt=1)]
+    assert job.agent is agent and job.attempts == 1
+    assert events(job) == []
 
 
 async def test_queue_is_fifo_and_agent_never_oversubscribed() -> None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import llama_cpp
 
+from agent.engine.batch import BatchEntry, fill_batch, plan_batch
 from agent.engine.errors import EngineError
 from agent.engine.model import Model
-from agent.engine.sequence import Sequence, SlotCache
+from agent.engine.sequence import Sequence
+from agent.engine.slots import SlotPool
 from paddler.protocol import ENGINE_FAILURE, KV_CACHE_FULL, FinishReason
 
 __all__ = ["Decoder", "DecoderCounters"]
@@ -36,15 +38,6 @@ class DecoderCounters:
     generated_tokens: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A run of one sequence's tokens in the batch being built."""
-
-    sequence: Sequence
-    tokens: list[int]
-    wants_logits: bool
 
 
 class Decoder:
@@ -81,15 +74,13 @@ class Decoder:
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
         self.kv_cells_total = int(llama_cpp.llama_n_ctx(self._context))
         self.counters = DecoderCounters()
-        self._slots = [SlotCache(seq_id) for seq_id in range(slots)]
-        self._free = list(self._slots)
+        self._slots = SlotPool(slots, prompt_cache=prompt_cache)
         self._active: list[Sequence] = []
         self._waiting: collections.deque[Sequence] = collections.deque()
         self._inbox: collections.deque[Sequence] = collections.deque()
         self._wakeup = threading.Condition()
         self._closing = False
         self._prefill_paused = False
-        self._uses = 0
         self._thread = threading.Thread(target=self._run, name="paddler-decoder", daemon=True)
         self._thread.start()
 
@@ -108,7 +99,7 @@ class Decoder:
 
     @property
     def kv_cells_used(self) -> int:
-        return sum(len(slot.tokens) for slot in self._slots)
+        return self._slots.cells_used
 
     def close(self) -> None:
         """Stop every sequence ("cancelled"), end the thread and free the context."""
@@ -143,62 +134,34 @@ class Decoder:
         self._after_step()
 
     def _admit(self) -> None:
-        while self._waiting and self._free:
+        while self._waiting and self._slots.any_free():
             sequence = self._waiting.popleft()
             if sequence.stop.is_set():
                 sequence.sampler.close()
                 sequence.finish(sequence.outcome("cancelled"))
                 continue
-            slot = self._pick_slot(sequence.prompt)
+            slot = self._slots.pick(sequence.prompt)
             reuse = slot.shared_prefix(sequence.prompt[:-1]) if self.prompt_cache else 0
             if not llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, reuse, -1):
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
                 reuse = 0
             del slot.tokens[reuse:]
-            self._free.remove(slot)
+            self._slots.occupy(slot)
             sequence.seq_id = slot.seq_id
             sequence.prefilled = sequence.cached_tokens = reuse
             self.counters.prompt_tokens += len(sequence.prompt)
             self.counters.cached_tokens += reuse
             self._active.append(sequence)
 
-    def _pick_slot(self, prompt: list[int]) -> SlotCache:
-        """The free slot sharing the longest prefix with ``prompt``; else the least used."""
-        if not self.prompt_cache:
-            return min(self._free, key=lambda slot: slot.last_used)
-        return max(self._free, key=lambda slot: (slot.shared_prefix(prompt), -slot.last_used))
-
     def _end_stopped(self) -> None:
         for sequence in [s for s in self._active if s.stop.is_set()]:
             self._end(sequence, "cancelled")
 
-    def _plan(self) -> list[_Entry]:
-        budget = self.batch_size
-        entries: list[_Entry] = []
-        for sequence in self._active:
-            if sequence.next_token is not None and budget > 0:
-                entries.append(_Entry(sequence, [sequence.next_token], True))
-                budget -= 1
-        if self._prefill_paused:
-            return entries
-        for sequence in self._active:
-            if budget <= 0:
-                break
-            if sequence.prefilling:
-                chunk = sequence.prompt[sequence.prefilled : sequence.prefilled + budget]
-                done = sequence.prefilled + len(chunk) == len(sequence.prompt)
-                entries.append(_Entry(sequence, chunk, done))
-                budget -= len(chunk)
-        return entries
-
     def _step(self) -> None:
-        entries = self._plan()
+        entries = plan_batch(self._active, self.batch_size, prefill=not self._prefill_paused)
         if not entries:
             return
-        # in sequence order: llama.cpp splits a batch whose sequences come out of order
-        # into more micro-batches when each slot has its own cells (~20% slower at 4 slots)
-        entries.sort(key=lambda entry: entry.sequence.seq_id)
-        outputs = self._fill_batch(entries)
+        outputs = fill_batch(self._batch, entries, self._slots)
         result = int(llama_cpp.llama_decode(self._context, self._batch))
         if result != 0:
             self._recover(entries, result)
@@ -212,25 +175,6 @@ class Decoder:
                 entry.sequence.next_token = None
         for entry, index in outputs:
             self._sample(entry.sequence, index)
-
-    def _fill_batch(self, entries: list[_Entry]) -> list[tuple[_Entry, int]]:
-        batch = self._batch
-        index = 0
-        outputs: list[tuple[_Entry, int]] = []
-        for entry in entries:
-            position = len(self._slots[entry.sequence.seq_id].tokens)
-            for offset, token in enumerate(entry.tokens):
-                batch.token[index] = token
-                batch.pos[index] = position + offset
-                batch.n_seq_id[index] = 1
-                batch.seq_id[index][0] = entry.sequence.seq_id
-                batch.logits[index] = False
-                index += 1
-            if entry.wants_logits:
-                batch.logits[index - 1] = True
-                outputs.append((entry, index - 1))
-        batch.n_tokens = index
-        return outputs
 
     def _sample(self, sequence: Sequence, index: int) -> None:
         try:
@@ -251,7 +195,7 @@ class Decoder:
         else:
             sequence.next_token = token
 
-    def _recover(self, entries: list[_Entry], result: int) -> None:
+    def _recover(self, entries: list[BatchEntry], result: int) -> None:
         """A batch failed to decode: undo it, then make room or give up on someone."""
         for entry in entries:
             slot = self._slots[entry.sequence.seq_id]
@@ -265,7 +209,7 @@ class Decoder:
                     EngineError(ENGINE_FAILURE, f"llama.cpp failed to decode ({result})"),
                 )
             return
-        idle = [slot for slot in self._free if slot.tokens]
+        idle = self._slots.idle_cached()
         if idle:
             logger.info("KV cache full: dropping the prompt cache of %d idle slot(s)", len(idle))
             for slot in idle:
@@ -295,10 +239,7 @@ class Decoder:
         """Finish a sequence: release held text, free its slot (keeping its KV), report."""
         if sequence in self._active:
             self._active.remove(sequence)
-            self._uses += 1
-            slot = self._slots[sequence.seq_id]
-            slot.last_used = self._uses
-            self._free.append(slot)
+            self._slots.release(self._slots[sequence.seq_id])
             self._prefill_paused = False
         sequence.sampler.close()
         if isinstance(reason, BaseException):

@@ -1,11 +1,11 @@
-"""One request's life inside the batch, and the KV cache each slot keeps between requests."""
+"""One request's life inside the batch."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.engine.detokenizer import TextStream
 from agent.engine.sampler import Sampler
@@ -63,21 +63,3 @@ class Sequence:
             cached_tokens=self.cached_tokens,
             first_token_at=self.first_token_at,
         )
-
-
-@dataclass(eq=False)
-class SlotCache:
-    """The tokens whose KV one sequence id holds; kept after a request for the next one."""
-
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)
-    last_used: int = 0
-
-    def shared_prefix(self, prompt: list[int]) -> int:
-        """How many leading tokens of ``prompt`` are already cached here."""
-        count = 0
-        for cached, token in zip(self.tokens, prompt, strict=False):
-            if cached != token:
-                break
-            count += 1
-        return count

@@ -91,7 +91,7 @@ class Crashes:
 
 
 @dataclass(frozen=True)
-class PoolSnapshot:
+class ScalingSnapshot:
     now: float
     buffered_requests: int = 0
     agents: tuple[AgentView, ...] = ()
@@ -147,11 +147,11 @@ class ForgetCrashes:
 Action = Launch | DrainAndTerminate | ReplaceBooting | MarkFailing | BackOff | ForgetCrashes
 
 
-def demand(snapshot: PoolSnapshot) -> int:
+def demand(snapshot: ScalingSnapshot) -> int:
     return sum(agent.busy_slots for agent in snapshot.agents) + snapshot.buffered_requests
 
 
-def decide(policy: ScalingPolicy, snapshot: PoolSnapshot) -> list[Action]:
+def decide(policy: ScalingPolicy, snapshot: ScalingSnapshot) -> list[Action]:
     now = snapshot.now
     actions: list[Action] = []
     crashes = snapshot.crashes
@@ -205,7 +205,7 @@ def decide(policy: ScalingPolicy, snapshot: PoolSnapshot) -> list[Action]:
     return actions
 
 
-def _forget_crashes(policy: ScalingPolicy, snapshot: PoolSnapshot) -> ForgetCrashes | None:
+def _forget_crashes(policy: ScalingPolicy, snapshot: ScalingSnapshot) -> ForgetCrashes | None:
     crashes = snapshot.crashes
     if crashes is None:
         return None
@@ -254,7 +254,7 @@ def _launch(
 
 def _scale_down(
     policy: ScalingPolicy,
-    snapshot: PoolSnapshot,
+    snapshot: ScalingSnapshot,
     serving: list[AgentView],
     wanted: int,
     capacity: int,

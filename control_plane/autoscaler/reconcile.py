@@ -15,8 +15,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from control_plane.autoscaler.moments import moment
 from control_plane.db.scaling_store import InstanceRow, ScalingStore
 from control_plane.providers.base import Provider
 
@@ -32,10 +32,6 @@ class Reconciled:
 
     live: dict[str, InstanceRow]  # provider id -> row, for this pool
     boot_started: dict[str, float]  # provider id -> start of its boot timer
-
-
-def _moment(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 async def reconcile_instances(
@@ -77,7 +73,7 @@ async def reconcile_instances(
             provider.name,
             instance.provider_id,
             pool,
-            _moment(instance.launched_at or now),
+            moment(instance.launched_at or now),
             reason="adopted: found by its tags, unknown to the database",
         )
         live[row.provider_id] = row

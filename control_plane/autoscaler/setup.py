@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
+from control_plane.addresses import dialable
 from control_plane.autoscaler.decisions import ScalingPolicy
 from control_plane.autoscaler.settings import AutoscalerSettings
 from control_plane.providers.base import AgentSpec, Provider
@@ -74,13 +75,3 @@ def build_spec(settings: AutoscalerSettings, management_addr: str, agent_token: 
         )
     except ValueError as error:
         raise SettingsError(f"autoscaler: {error}") from error
-
-
-def dialable(address: str) -> str:
-    """A listening address as a local client reaches it: a wildcard host becomes loopback."""
-    host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", ""):
-        return f"127.0.0.1:{port}"
-    if host in ("[::]", "::"):
-        return f"[::1]:{port}"
-    return address

@@ -15,6 +15,7 @@ from typing import Any
 from quart import Blueprint, Response, render_template, stream_with_context
 from quart_schema import hide
 
+from control_plane import server_sent_events
 from control_plane.dashboard.scaling_view import scaling_view
 from control_plane.management.pools_api import pool_view
 from control_plane.state import ControlPlane, current_control_plane
@@ -24,7 +25,6 @@ live_views = Blueprint("live_views", __name__)
 
 POLL_SECONDS = 0.25
 RESEND_SECONDS = 1.0
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def fleet_view(state: ControlPlane) -> dict[str, Any]:
@@ -42,13 +42,8 @@ def fleet_view(state: ControlPlane) -> dict[str, Any]:
 
 
 def live_agent(state: ControlPlane, agent_id: str) -> AgentSnapshot | None:
-    link = next((link for link in state.fleet if link.agent_id == agent_id), None)
+    link = state.fleet.get(agent_id)
     return AgentSnapshot.of(link) if link else None
-
-
-def sse_event(name: str, data: str) -> bytes:
-    lines = "".join(f"data: {line}\n" for line in data.split("\n"))
-    return f"event: {name}\n{lines}\n".encode()
 
 
 def _stream(state: ControlPlane, event: str, render: Callable[[], Awaitable[str]]) -> Response:
@@ -59,13 +54,11 @@ def _stream(state: ControlPlane, event: str, render: Callable[[], Awaitable[str]
             text = await render()
             now = time.monotonic()
             if text != last_text or now - last_sent >= RESEND_SECONDS:
-                yield sse_event(event, text)
+                yield server_sent_events.event(text, event)
                 last_text, last_sent = text, now
             await asyncio.sleep(POLL_SECONDS)
 
-    response = Response(events(), mimetype="text/event-stream", headers=SSE_HEADERS)
-    response.timeout = None
-    return response
+    return server_sent_events.streaming_response(events())
 
 
 @live_views.get("/api/v1/events")

@@ -12,14 +12,13 @@ from quart import Blueprint, Quart, render_template, request
 from quart_schema import hide
 
 from control_plane import errors
+from control_plane.addresses import is_wildcard, split_address
 from control_plane.dashboard.live_views import fleet_view, live_agent
 from control_plane.dashboard.scaling_view import scaling_view
 from control_plane.management.admin_guard import current_session
 from control_plane.state import ControlPlane, current_control_plane
 
 dashboard = Blueprint("dashboard", __name__)
-
-WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 
 
 def templates_directory() -> Path:
@@ -54,9 +53,9 @@ def add_agent_command(state: ControlPlane, control_plane_url: str) -> str:
 
 def inference_url(state: ControlPlane) -> str:
     """The inference API's address as this browser can reach it."""
-    host, _, port = state.settings.inference_addr.rpartition(":")
-    if host in WILDCARD_HOSTS:
-        host = request.host.rpartition(":")[0] or request.host
+    host, port = split_address(state.settings.inference_addr)
+    if is_wildcard(host):
+        host = split_address(request.host)[0] or request.host
     return f"{request.scheme}://{host}:{port}"
 
 

@@ -40,11 +40,10 @@ def form_values(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def field_errors(error: ValidationError) -> dict[str, str]:
-    """Each failing field (dotted path) and why."""
+    """Each failing field (its path, e.g. ``scaling.min_agents``) and why."""
     found: dict[str, str] = {}
     for detail in error.errors():
-        field = ".".join(str(part) for part in detail["loc"])
-        found.setdefault(field, detail["msg"])
+        found.setdefault(errors.field_path(detail["loc"]), detail["msg"])
     return found
 
 

@@ -10,11 +10,10 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from control_plane.errors import invalid_request
+from control_plane.errors import invalid_request, invalid_value
 from control_plane.inference.validation import (
     INVALID_JSON,
     INVALID_TYPE,
-    INVALID_VALUE,
     error_from_validation,
     invalid_type,
     json_type_name,
@@ -67,9 +66,5 @@ def non_empty_string(value: object, param: str) -> str:
     if not isinstance(value, str):
         raise invalid_type(param, "a string", value)
     if not value:
-        raise invalid_request(
-            f"Invalid value for '{param}': expected a non-empty string.",
-            param=param,
-            code=INVALID_VALUE,
-        )
+        raise invalid_value(param, "expected a non-empty string")
     return value

@@ -11,10 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from control_plane.errors import invalid_request
+from control_plane.errors import invalid_value
 from control_plane.inference.bodies import StrictBody, json_object, non_empty_string, validate_body
 from control_plane.inference.validation import (
-    INVALID_VALUE,
     invalid_type,
     too_many,
     unsupported_parameter,
@@ -64,12 +63,7 @@ def _inputs(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise invalid_type("input", "a string or an array of strings", value)
     if not value:
-        raise invalid_request(
-            "Invalid value for 'input': expected a non-empty string or a non-empty array of "
-            "strings.",
-            param="input",
-            code=INVALID_VALUE,
-        )
+        raise invalid_value("input", "expected a non-empty string or a non-empty array of strings")
     if len(value) > MAX_INPUTS:
         raise too_many("input", MAX_INPUTS, len(value), "inputs")
     if any(_is_token_ids(item) for item in value):

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from control_plane import server_sent_events
 from paddler.protocol import FinishReason, JobKind, Usage
 
 JsonObject = dict[str, Any]
@@ -232,10 +233,4 @@ def models_list(names: list[str], created: Mapping[str, int] | int) -> JsonObjec
 def sse_event(data: Mapping[str, Any] | str) -> bytes:
     """A ``data:`` event; a ``str`` (such as ``"[DONE]"``) is sent verbatim, not as JSON."""
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {payload}\n\n".encode()
-
-
-def sse_comment(text: str) -> bytes:
-    """A comment line, ignored by clients; handy as a keep-alive."""
-    lines = "".join(f": {line}\n" for line in text.splitlines() or [""])
-    return f"{lines}\n".encode()
+    return server_sent_events.event(payload)

@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from control_plane import errors
+from control_plane import errors, server_sent_events
 from control_plane.inference import responses as openai_responses
 from control_plane.inference.chat_requests import (
     InferenceCall,
@@ -29,11 +29,6 @@ from paddler.protocol import Done, Embeddings, GenerationRequest, JobRequest
 logger = logging.getLogger("paddler.inference")
 
 inference_api = Blueprint("inference_api", __name__)
-
-SSE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 @inference_api.before_request
@@ -82,7 +77,7 @@ async def embeddings() -> Response:
                 )
                 return Response(json.dumps(body), mimetype="application/json")
     except errors.OpenAIError as error:
-        if error.code == "buffer_timeout" and not state.serves_embeddings(call.model):
+        if error.code == "buffer_timeout" and not state.fleet.load(call.model).serves_embeddings:
             raise errors.buffer_timeout(
                 state.settings.buffer_timeout,
                 hint="No agent of this model serves embeddings (agent flag --embeddings).",
@@ -100,7 +95,7 @@ def _submit(
     if model not in state.pools:
         raise errors.model_not_found(model)
     failing = state.autoscaling.failing_reason(model)
-    if failing is not None and state.ready_agents(model) == 0:
+    if failing is not None and state.fleet.load(model).agents_ready == 0:
         raise errors.capacity_unavailable(failing)
     desired = state.rollout.desired.get(model)
     if desired is not None and isinstance(job_request, GenerationRequest):
@@ -124,11 +119,7 @@ async def _serve(call: InferenceCall) -> Response:
     state = current_control_plane()
     job, updates = _submit(state, call.model, call.request)
     if call.stream:
-        response = Response(
-            _stream(state, call, job, updates), mimetype="text/event-stream", headers=SSE_HEADERS
-        )
-        response.timeout = None
-        return response
+        return server_sent_events.streaming_response(_stream(state, call, job, updates))
     try:
         return await _collect(call, updates)
     finally:
@@ -137,7 +128,7 @@ async def _serve(call: InferenceCall) -> Response:
 
 def _retry_after(state: ControlPlane, pool: str) -> int:
     """A hint for clients: roughly how long until the queue ahead of them drains."""
-    ready = state.ready_agents(pool)
+    ready = state.fleet.load(pool).agents_ready
     if ready == 0:
         return max(1, math.ceil(state.settings.buffer_timeout / 2))
     return 1 + state.scheduler.queued(pool) // max(1, ready)
@@ -186,10 +177,10 @@ async def _stream(
         if job.waiting:
             position = state.scheduler.position(job)
             expected = _expected(state.autoscaling.expected_wait(call.model))
-            yield openai_responses.sse_comment(f"queued position={position}{expected}")
+            yield server_sent_events.comment(f"queued position={position}{expected}")
         async for update in updates:
             if isinstance(update, Waiting):
-                yield openai_responses.sse_comment(
+                yield server_sent_events.comment(
                     f"queued position={update.position} waited={update.seconds_waited:.0f}s"
                     + _expected(update.expected_wait)
                 )

@@ -10,12 +10,11 @@ import json
 
 from pydantic_core import ErrorDetails
 
-from control_plane.errors import OpenAIError, invalid_request
+from control_plane.errors import OpenAIError, field_path, invalid_request, invalid_value
 
 UNKNOWN_PARAMETER = "unknown_parameter"
 MISSING_PARAMETER = "missing_required_parameter"
 INVALID_TYPE = "invalid_type"
-INVALID_VALUE = "invalid_value"
 INVALID_JSON = "invalid_json"
 UNSUPPORTED_PARAMETER = "unsupported_parameter"
 UNSUPPORTED_VALUE = "unsupported_value"
@@ -41,7 +40,7 @@ _BOUND_COMPARISONS = {
 
 
 def error_from_validation(error: ErrorDetails) -> OpenAIError:
-    param = param_path(error["loc"])
+    param = field_path(error["loc"])
     kind = error["type"]
     value = error["input"]
     context = error.get("ctx") or {}
@@ -52,35 +51,22 @@ def error_from_validation(error: ErrorDetails) -> OpenAIError:
     if kind in _EXPECTED_TYPES:
         return invalid_type(param, _EXPECTED_TYPES[kind], value)
     if kind == "literal_error":
-        message = (
-            f"Invalid value for '{param}': expected one of {context['expected']}, "
-            f"but got {short_json(value)} instead."
-        )
+        reason = f"expected one of {context['expected']}, but got {short_json(value)} instead"
     elif kind == "string_too_short":
-        message = f"Invalid value for '{param}': expected a non-empty string."
+        reason = "expected a non-empty string"
     elif kind == "too_short":
-        message = f"Invalid value for '{param}': expected a non-empty array."
+        reason = "expected a non-empty array"
     elif kind in _BOUND_COMPARISONS:
         bound_name, operator = _BOUND_COMPARISONS[kind]
-        message = (
-            f"Invalid value for '{param}': expected a value {operator} "
-            f"{format_bound(context[bound_name])}, but got {short_json(value)} instead."
+        reason = (
+            f"expected a value {operator} {format_bound(context[bound_name])}, "
+            f"but got {short_json(value)} instead"
         )
     elif kind == "finite_number":
-        message = f"Invalid value for '{param}': expected a finite number."
+        reason = "expected a finite number"
     else:
-        message = f"Invalid value for '{param}': {error['msg']}."
-    return invalid_request(message, param=param, code=INVALID_VALUE)
-
-
-def param_path(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path
+        reason = error["msg"]
+    return invalid_value(param, reason)
 
 
 def missing_parameter(param: str) -> OpenAIError:
@@ -118,11 +104,7 @@ def unsupported_value(param: str, reason: str) -> OpenAIError:
 
 def too_many(param: str, limit: int, count: int, items: str) -> OpenAIError:
     """``param`` is an array (or object) with more than ``limit`` ``items``."""
-    return invalid_request(
-        f"Invalid value for '{param}': expected at most {limit} {items}, but got {count}.",
-        param=param,
-        code=INVALID_VALUE,
-    )
+    return invalid_value(param, f"expected at most {limit} {items}, but got {count}")
 
 
 def json_type_name(value: object) -> str:

@@ -6,12 +6,12 @@ has its own CSRF token, which every form posted with the session cookie must car
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from control_plane.credentials import bearer_token, sha256_digest
 from control_plane.management.admin_token import token_matches
 
 SESSION_COOKIE = "paddler_session"
@@ -41,8 +41,8 @@ class AdminAccess:
 
     def accepts_authorization(self, header: str) -> bool:
         """Whether an ``Authorization`` header carries the admin token as a Bearer."""
-        scheme, _, presented = header.partition(" ")
-        return scheme.lower() == "bearer" and self.accepts_token(presented.strip())
+        presented = bearer_token(header)
+        return presented is not None and self.accepts_token(presented)
 
     def open_session(self) -> Session:
         self._forget_expired()
@@ -51,20 +51,20 @@ class AdminAccess:
             csrf_token=secrets.token_urlsafe(32),
             expires_at=self._clock() + SESSION_SECONDS,
         )
-        self._sessions[_digest(session.id)] = session
+        self._sessions[sha256_digest(session.id)] = session
         return session
 
     def session(self, session_id: str) -> Session | None:
         """The live session with this id, if any."""
         if not session_id:
             return None
-        session = self._sessions.get(_digest(session_id))
+        session = self._sessions.get(sha256_digest(session_id))
         if session is None or session.expires_at <= self._clock():
             return None
         return session
 
     def close_session(self, session_id: str) -> None:
-        self._sessions.pop(_digest(session_id), None)
+        self._sessions.pop(sha256_digest(session_id), None)
 
     def _forget_expired(self) -> None:
         now = self._clock()
@@ -74,7 +74,3 @@ class AdminAccess:
 
 def csrf_matches(presented: str | None, expected: str) -> bool:
     return bool(presented) and token_matches(presented or "", expected)
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()

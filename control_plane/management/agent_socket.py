@@ -9,6 +9,7 @@ import logging
 import pydantic
 from quart import Blueprint, Response, websocket
 
+from control_plane.credentials import bearer_token
 from control_plane.serving.fleet import AgentLink
 from control_plane.state import ControlPlane, current_control_plane
 from paddler import protocol
@@ -24,9 +25,8 @@ def _authorized(state: ControlPlane) -> bool:
     expected = state.settings.agent_token
     if not expected:
         return True
-    header = websocket.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented, expected)
+    presented = bearer_token(websocket.headers.get("Authorization", ""))
+    return presented is not None and hmac.compare_digest(presented, expected)
 
 
 @agent_socket.websocket(protocol.AGENT_SOCKET_PATH)

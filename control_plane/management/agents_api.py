@@ -44,14 +44,14 @@ def _agent_view(record: AgentRecord, link: AgentLink | None) -> dict[str, Any]:
     }
 
 
-def _live_link(agent_id: str) -> AgentLink | None:
-    return next((link for link in current_control_plane().fleet if link.agent_id == agent_id), None)
-
-
 @management_api.get("/api/v1/agents")
 async def list_agents() -> dict[str, Any]:
     records = await current_control_plane().store.list_agents()
-    return {"data": [_agent_view(record, _live_link(record.id)) for record in records]}
+    return {
+        "data": [
+            _agent_view(record, current_control_plane().fleet.get(record.id)) for record in records
+        ]
+    }
 
 
 @management_api.get("/api/v1/agents/<agent_id>")
@@ -62,7 +62,7 @@ async def get_agent(agent_id: str) -> dict[str, Any]:
         raise errors.OpenAIError(404, f"No agent with id {agent_id!r}.", code="agent_not_found")
     connections = await store.list_connections(agent_id)
     return {
-        **_agent_view(record, _live_link(agent_id)),
+        **_agent_view(record, current_control_plane().fleet.get(agent_id)),
         "connections": [
             {
                 "connected_at": connection.connected_at.isoformat(),
@@ -82,7 +82,7 @@ async def list_pools() -> dict[str, Any]:
     state = current_control_plane()
     pools = []
     for pool in sorted(state.pools.values(), key=lambda pool: pool.name):
-        links = state.fleet.in_pool(pool.name)
+        load = state.fleet.load(pool.name)
         pools.append(
             {
                 "name": pool.name,
@@ -90,10 +90,10 @@ async def list_pools() -> dict[str, Any]:
                 "slots_per_agent": pool.slots_per_agent,
                 "settings": pool.settings,
                 "created_at": pool.created_at.isoformat(),
-                "agents_connected": len(links),
-                "agents_ready": sum(1 for link in links if link.state == "ready"),
-                "slots_total": sum(link.slots for link in links if link.state == "ready"),
-                "slots_busy": sum(len(link.jobs) for link in links),
+                "agents_connected": load.agents_connected,
+                "agents_ready": load.agents_ready,
+                "slots_total": load.slots_total,
+                "slots_busy": load.slots_busy,
                 "requests_buffered": state.scheduler.queued(pool.name),
             }
         )

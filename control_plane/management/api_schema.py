@@ -33,7 +33,8 @@ def invalid_field(cause: Exception) -> errors.OpenAIError:
     """A 400 naming the first field that failed validation, and why."""
     if isinstance(cause, pydantic.ValidationError) and cause.errors():
         first = cause.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        message = f"Invalid value for {field!r}: {first['msg']}." if field else first["msg"]
-        return errors.invalid_request(message, param=field, code="invalid_field")
+        field = errors.field_path(first["loc"])
+        if field:
+            return errors.invalid_value(field, first["msg"], code="invalid_field")
+        return errors.invalid_request(first["msg"], code="invalid_field")
     return errors.invalid_request(f"Invalid request: {cause}", code="invalid_field")

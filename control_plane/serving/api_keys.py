@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+
+from control_plane.credentials import bearer_token, sha256_digest
 
 
 class ApiKeys:
     def __init__(self, keys: str) -> None:
         """``keys``: comma-separated; empty means the API is open."""
-        self._digests = [_digest(key.strip()) for key in keys.split(",") if key.strip()]
+        self._digests = [sha256_digest(key.strip()) for key in keys.split(",") if key.strip()]
 
     @property
     def required(self) -> bool:
@@ -19,12 +20,8 @@ class ApiKeys:
         """Whether an ``Authorization`` header carries one of the keys."""
         if not self.required:
             return True
-        scheme, _, presented = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        presented = bearer_token(authorization)
+        if presented is None:
             return False
-        digest = _digest(presented.strip())
+        digest = sha256_digest(presented)
         return any(hmac.compare_digest(digest, known) for known in self._digests)
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()

@@ -22,12 +22,6 @@ class Assignee(Protocol):
 
 
 @dataclass(frozen=True)
-class Dispatched:
-    agent_name: str
-    attempt: int
-
-
-@dataclass(frozen=True)
 class Requeued:
     """The agent vanished before the first token; the job waits again at the head of the queue."""
 
@@ -45,7 +39,7 @@ class Failed:
     message: str
 
 
-JobEvent = Dispatched | Requeued | TextPiece | Done | Embeddings | Failed
+JobEvent = Requeued | TextPiece | Done | Embeddings | Failed
 
 
 @dataclass(eq=False)

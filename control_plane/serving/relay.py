@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from control_plane import errors
-from control_plane.serving.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
 from control_plane.serving.scheduler import Scheduler
 from paddler.protocol import Done, Embeddings
 
@@ -59,8 +59,6 @@ async def follow(
         match event:
             case Requeued():
                 waiting_since = loop.time()
-            case Dispatched():
-                pass
             case TextPiece():
                 yield event
             case Done() | Embeddings():

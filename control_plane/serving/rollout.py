@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
@@ -31,8 +32,12 @@ class _Swap:
 
 
 class Rollout:
-    def __init__(self, fleet: Fleet, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, fleet: Fleet, registry: CollectorRegistry, wake: Callable[[str], None]
+    ) -> None:
+        """``wake(pool)`` is called when an agent of ``pool`` may take work again."""
         self.fleet = fleet
+        self._wake = wake
         self.desired: dict[str, StoredDesiredState] = {}
         self._swaps: dict[str, _Swap] = {}  # by agent id: the agent applying a version now
         self.swaps = Counter(
@@ -68,9 +73,10 @@ class Rollout:
         swap = self._swaps.get(link.agent_id)
         if swap is None:
             return
-        if link.state in ("draining", "loading"):
+        reported = link.reported_state  # its own word: link.state is draining while held
+        if reported in ("draining", "loading"):
             swap.working = True
-        elif link.state == "ready" and link.applied_version >= swap.version:
+        elif reported == "ready" and link.applied_version >= swap.version:
             self._finish(link, swap, "succeeded")
             logger.info(
                 "agent %s of pool %s applied desired state v%d in %.1fs: serving %s",
@@ -81,7 +87,7 @@ class Rollout:
                 link.model,
             )
             self.advance(link.pool)
-        elif link.state == "error" and swap.working:
+        elif reported == "error" and swap.working:
             self._finish(link, swap, "failed")
             logger.error(
                 "agent %s of pool %s could not apply desired state v%d (%s); the rollout stops "
@@ -94,7 +100,9 @@ class Rollout:
 
     def _finish(self, link: AgentLink, swap: _Swap, outcome: str) -> None:
         del self._swaps[link.agent_id]
+        link.release("rollout")
         self.swaps.labels(link.pool, outcome).inc()
+        self._wake(link.pool)
 
     def advance(self, pool: str) -> None:
         """Send the desired state to the next agent behind it, if none is applying it now."""
@@ -111,8 +119,7 @@ class Rollout:
             return
         link = min(behind, key=lambda link: (link.state == "ready", link.name))
         link.sent_version = version
-        if link.state == "ready":
-            link.state = "draining"  # no new jobs from now on
+        link.hold("rollout")  # no new jobs until it reports this version applied
         self._swaps[link.agent_id] = _Swap(version, time.monotonic())
         logger.info(
             "pool %s: agent %s applies desired state v%d (%s); %d agent(s) behind",

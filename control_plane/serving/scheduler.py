@@ -15,7 +15,7 @@ from collections import Counter, deque
 
 from control_plane.serving.balancer import choose_agent
 from control_plane.serving.fleet import AgentLink, Fleet
-from control_plane.serving.jobs import Dispatched, Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
 from control_plane.serving.observer import SchedulerObserver
 from paddler import protocol
 
@@ -140,7 +140,6 @@ class Scheduler:
             link.slots,
             extra=_tagged(job),
         )
-        job.events.put_nowait(Dispatched(agent_name=link.name, attempt=job.attempts))
 
     # agents
 
@@ -165,9 +164,7 @@ class Scheduler:
                 link.applied_version = message.applied_version
                 link.model = message.model  # a desired state may change the model and slots
                 link.slots = message.slots_total or link.slots
-                # a "ready" the agent sent before it read a new desired state: it is draining
-                swapping = message.applied_version < link.sent_version
-                link.state = "draining" if swapping and message.state == "ready" else message.state
+                link.reported_state = message.state
                 link.issues = message.issues
                 link.engine = message.engine
                 link.cpu = message.cpu or link.cpu

@@ -113,15 +113,16 @@ def agent_snapshots(state: ServingState) -> list[AgentSnapshot]:
 
 def pool_snapshot(state: ServingState, name: str) -> PoolSnapshot:
     links = state.fleet.in_pool(name)
+    load = state.fleet.load(name)
     pool = state.pools.get(name)
     desired = state.rollout.desired.get(name)
     return PoolSnapshot(
         name=name,
         model_source=pool.model_source if pool else "",
-        agents_connected=len(links),
-        agents_ready=sum(1 for link in links if link.state == "ready"),
-        slots_busy=sum(len(link.jobs) for link in links),
-        slots_total=sum(link.slots for link in links if link.state == "ready"),
+        agents_connected=load.agents_connected,
+        agents_ready=load.agents_ready,
+        slots_busy=load.slots_busy,
+        slots_total=load.slots_total,
         requests_buffered=state.scheduler.queued(name),
         tokens_per_second=sum(link.engine.tokens_per_second for link in links if link.engine),
         desired_version=desired.version if desired else 0,

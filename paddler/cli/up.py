@@ -68,7 +68,7 @@ async def _announce_when_ready(
     pool = autoscaler.pool
     loop = asyncio.get_running_loop()
     deadline = loop.time() + AGENT_READY_TIMEOUT_SECONDS
-    while state.ready_agents(pool) == 0:
+    while state.fleet.load(pool).agents_ready == 0:
         if autoscaler.failing:
             logger.error(
                 "the local agent failed to start; see its log in %s", state.settings.state_dir

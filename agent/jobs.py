@@ -1,0 +1,107 @@
+"""The jobs an agent runs for the control plane: tokens streamed back, then ``done`` or an
+error; embeddings answered at once. Each can be stopped (a cancel, a lost connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from agent.engine.engine import EngineError
+from agent.served_model import ServedModel
+from paddler import protocol
+from paddler.logs import current_request_id
+
+__all__ = ["Jobs", "Outbox"]
+
+logger = logging.getLogger("paddler.agent")
+
+Outbox = asyncio.Queue[protocol.Message]
+
+
+class Jobs:
+    """The running jobs by id, each on ``served``'s model as it is when the job starts."""
+
+    def __init__(self, served: ServedModel) -> None:
+        self._served = served
+        self._running: dict[str, tuple[asyncio.Task[None], threading.Event]] = {}
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [task for task, _ in self._running.values()]
+
+    def start(self, job: protocol.Job, outbox: Outbox) -> None:
+        stop = threading.Event()
+        task = asyncio.create_task(self._run(job, outbox, stop))
+        self._running[job.job_id] = (task, stop)
+
+    def cancel(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None:
+            logger.info("job %s cancelled by the control plane", job_id)
+            running[1].set()
+
+    async def finished(self) -> None:
+        """Wait until no job runs."""
+        while self._running:
+            await asyncio.wait(self.tasks())
+
+    async def stop_all(self) -> None:
+        """Jobs of a lost connection have nobody to report to: stop them and free their slots."""
+        running = list(self._running.values())
+        for _, stop in running:
+            stop.set()
+        if running:
+            await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
+
+    async def _run(self, job: protocol.Job, outbox: Outbox, stop: threading.Event) -> None:
+        def emit(text: str) -> None:
+            outbox.put_nowait(protocol.Token(job_id=job.job_id, text=text))
+
+        current_request_id.set(job.request_id)  # this task's log lines carry it
+        logger.info("running job %s (%s)", job.job_id, job.request.kind)
+        try:
+            if isinstance(job.request, protocol.EmbeddingRequest):
+                outbox.put_nowait(await self._embed(job.job_id, job.request))
+                return
+            result = await self._served.engine.generate(job.request, emit, stop)
+            logger.info(
+                "job %s done: %s, %d tokens",
+                job.job_id,
+                result.finish_reason,
+                result.usage.completion_tokens,
+            )
+            outbox.put_nowait(
+                protocol.Done(
+                    job_id=job.job_id,
+                    finish_reason=result.finish_reason,
+                    usage=result.usage,
+                    seconds_to_first_token=result.seconds_to_first_token,
+                    seconds_total=result.seconds_total,
+                )
+            )
+        except EngineError as error:
+            outbox.put_nowait(
+                protocol.JobError(job_id=job.job_id, code=error.code, message=error.message)
+            )
+        except Exception as error:
+            logger.exception("job %s failed", job.job_id)
+            outbox.put_nowait(
+                protocol.JobError(
+                    job_id=job.job_id, code=protocol.ENGINE_FAILURE, message=str(error)
+                )
+            )
+        finally:
+            self._running.pop(job.job_id, None)
+
+    async def _embed(self, job_id: str, request: protocol.EmbeddingRequest) -> protocol.Embeddings:
+        embeddings = self._served.embeddings
+        if embeddings is None:
+            raise EngineError(protocol.EMBEDDINGS_DISABLED, "this agent does not serve embeddings")
+        outcome = await embeddings.embed(request.inputs)
+        vectors = tuple(tuple(vector) for vector in outcome.vectors)
+        return protocol.Embeddings(
+            job_id=job_id, vectors=vectors, prompt_tokens=outcome.prompt_tokens
+        )
