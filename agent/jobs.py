@@ -1,5 +1,6 @@
 """The jobs an agent runs for the control plane: tokens streamed back, then ``done`` or an
-error; embeddings answered at once. Each can be stopped (a cancel, a lost connection)."""
+error; embeddings answered in frames the control plane accepts. Each can be stopped (a
+cancel, a lost connection)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import logging
 import threading
 
+from agent.embedding_frames import embedding_frames
+from agent.engine.embedder import EmbeddingStopped
 from agent.engine.engine import EngineError
 from agent.served_model import ServedModel
 from paddler import protocol
@@ -25,6 +28,7 @@ class Jobs:
     def __init__(self, served: ServedModel) -> None:
         self._served = served
         self._running: dict[str, tuple[asyncio.Task[None], threading.Event]] = {}
+        self.max_frame_bytes = protocol.MAX_FRAME_BYTES  # what the control plane accepts
 
     def __len__(self) -> int:
         return len(self._running)
@@ -64,7 +68,8 @@ class Jobs:
         logger.info("running job %s (%s)", job.job_id, job.request.kind)
         try:
             if isinstance(job.request, protocol.EmbeddingRequest):
-                outbox.put_nowait(await self._embed(job.job_id, job.request))
+                for frame in await self._embed(job.job_id, job.request, stop):
+                    outbox.put_nowait(frame)
                 return
             result = await self._served.engine.generate(job.request, emit, stop)
             logger.info(
@@ -82,7 +87,18 @@ class Jobs:
                     seconds_total=result.seconds_total,
                 )
             )
+        except EmbeddingStopped as stopped:
+            # as a stopped generation ends: the control plane retries or fails it explicitly
+            logger.info("job %s %s", job.job_id, stopped)
+            outbox.put_nowait(
+                protocol.Done(
+                    job_id=job.job_id,
+                    finish_reason="cancelled",
+                    usage=protocol.Usage(prompt_tokens=0, completion_tokens=0),
+                )
+            )
         except EngineError as error:
+            logger.info("job %s ended with %s: %s", job.job_id, error.code, error.message)
             outbox.put_nowait(
                 protocol.JobError(job_id=job.job_id, code=error.code, message=error.message)
             )
@@ -96,12 +112,17 @@ class Jobs:
         finally:
             self._running.pop(job.job_id, None)
 
-    async def _embed(self, job_id: str, request: protocol.EmbeddingRequest) -> protocol.Embeddings:
+    async def _embed(
+        self, job_id: str, request: protocol.EmbeddingRequest, stop: threading.Event
+    ) -> list[protocol.EmbeddingsPart | protocol.Embeddings]:
         embeddings = self._served.embeddings
         if embeddings is None:
             raise EngineError(protocol.EMBEDDINGS_DISABLED, "this agent does not serve embeddings")
-        outcome = await embeddings.embed(request.inputs)
-        vectors = tuple(tuple(vector) for vector in outcome.vectors)
-        return protocol.Embeddings(
-            job_id=job_id, vectors=vectors, prompt_tokens=outcome.prompt_tokens
+        outcome = await embeddings.embed(request.inputs, stop)
+        frames = embedding_frames(
+            job_id, outcome.vectors, outcome.prompt_tokens, self.max_frame_bytes
         )
+        logger.info(
+            "job %s done: %d embeddings in %d frame(s)", job_id, len(outcome.vectors), len(frames)
+        )
+        return frames

@@ -161,7 +161,7 @@ class AgentRunner:
                 ping_interval=2,
                 ping_timeout=4,
                 close_timeout=2,
-                max_size=None,
+                max_size=protocol.MAX_FRAME_BYTES,
             ) as socket:
                 logger.info("connected to %s", self.url)
                 self._backoff.reset()
@@ -204,24 +204,41 @@ class AgentRunner:
         )
         if not isinstance(welcome, protocol.Welcome):
             raise InvalidHandshake(f"expected welcome, got {welcome.type}")
+        self._jobs.max_frame_bytes = welcome.max_frame_bytes
         outbox: Outbox = asyncio.Queue()
         self._outbox = outbox
         outbox.put_nowait(self._status())
+        reader = asyncio.create_task(self._read(socket, outbox), name="reader")
         tasks = [
-            asyncio.create_task(self._write(socket, outbox)),
-            asyncio.create_task(self._heartbeat(outbox, welcome.heartbeat_seconds)),
+            reader,
+            asyncio.create_task(self._write(socket, outbox), name="writer"),
+            asyncio.create_task(self._heartbeat(outbox, welcome.heartbeat_seconds), name="beat"),
         ]
         try:
-            async for frame in socket:
-                try:
-                    message = protocol.decode_control_plane_message(frame)
-                except pydantic.ValidationError as error:
-                    logger.warning("ignored an invalid message from the control plane: %s", error)
-                    continue
-                self._handle(message, outbox)
+            # the connection lives as long as all three: a task that stops closes it
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            ended = next(task for task in tasks if task in done)
+            error = ended.exception()
+            if ended is reader or isinstance(error, ConnectionClosed):
+                ended.result()
+                return
+            logger.error(
+                "the connection's %s stopped; closing it", ended.get_name(), exc_info=error
+            )
+            await socket.close(1011, f"agent {ended.get_name()} failed")
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, socket: ClientConnection, outbox: Outbox) -> None:
+        async for frame in socket:
+            try:
+                message = protocol.decode_control_plane_message(frame)
+            except pydantic.ValidationError as error:
+                logger.warning("ignored an invalid message from the control plane: %s", error)
+                continue
+            self._handle(message, outbox)
 
     def _handle(self, message: protocol.ControlPlaneMessage, outbox: Outbox) -> None:
         match message:

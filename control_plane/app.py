@@ -18,6 +18,7 @@ from control_plane.management.agent_socket import agent_socket
 from control_plane.management.agents_api import management_api
 from control_plane.management.api_schema import install_api_schema
 from control_plane.management.buffer_api import fleet_api
+from control_plane.management.forwarded_proto import ForwardedProto
 from control_plane.management.login import login
 from control_plane.management.metrics_endpoint import metrics_endpoint
 from control_plane.management.pools_api import pools_api
@@ -66,4 +67,6 @@ def create_management_app(state: ControlPlane, admin_token: str | None = None) -
         agent_socket,
     ):
         app.register_blueprint(blueprint)
+    trusted = state.settings.trusted_proxy_networks
+    app.asgi_app = ForwardedProto(app.asgi_app, trusted)  # type: ignore[method-assign,assignment]
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 
 def bearer_token(authorization: str) -> str | None:
@@ -17,3 +18,14 @@ def bearer_token(authorization: str) -> str | None:
 def sha256_digest(secret: str) -> bytes:
     """What is kept of a secret, so that it is compared without being stored."""
     return hashlib.sha256(secret.encode()).digest()
+
+
+def secrets_match(presented: str, expected: str) -> bool:
+    """Whether ``presented`` is ``expected``, in time that does not depend on where they differ.
+
+    Compared as UTF-8 bytes: ``hmac.compare_digest`` refuses ``str`` with non-ASCII characters,
+    which a client controls.
+    """
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )

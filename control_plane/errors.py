@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 
 from quart import (
@@ -25,14 +24,6 @@ from quart import (
     websocket,
 )
 from werkzeug.exceptions import HTTPException
-
-from paddler.protocol import (
-    CONTEXT_LENGTH_EXCEEDED,
-    INVALID_GRAMMAR,
-    INVALID_LOGIT_BIAS,
-    INVALID_MESSAGES,
-    KV_CACHE_FULL,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -120,80 +111,6 @@ def model_not_found(model: str) -> OpenAIError:
         type=INVALID_REQUEST,
         param="model",
         code="model_not_found",
-    )
-
-
-def buffer_full(retry_after_seconds: float) -> OpenAIError:
-    retry_after = max(1, math.ceil(retry_after_seconds))
-    return OpenAIError(
-        503,
-        "The server is overloaded: too many requests are waiting for an agent. Please retry later.",
-        type=OVERLOADED,
-        code="buffer_full",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
-def buffer_timeout(waited_seconds: float | None = None, hint: str = "") -> OpenAIError:
-    waited = f" within {waited_seconds:g} seconds" if waited_seconds is not None else " in time"
-    hint = f" {hint}" if hint else ""
-    return OpenAIError(
-        504,
-        f"No agent became available to serve the request{waited}.{hint} Please retry later.",
-        type=OVERLOADED,
-        code="buffer_timeout",
-    )
-
-
-def capacity_unavailable(detail: str, retry_after_seconds: float | None = None) -> OpenAIError:
-    """The pool has no agent and cannot start one (its launches keep failing)."""
-    headers = (
-        {"Retry-After": str(max(1, math.ceil(retry_after_seconds)))} if retry_after_seconds else {}
-    )
-    return OpenAIError(
-        503,
-        f"No capacity is available for this model: {detail}. Please retry later.",
-        type=OVERLOADED,
-        code="capacity_unavailable",
-        headers=headers,
-    )
-
-
-def agent_lost(detail: str | None = None) -> OpenAIError:
-    message = "The agent serving this request went away before it finished"
-    return OpenAIError(
-        502,
-        f"{message}: {detail}." if detail else f"{message}.",
-        type=SERVER_ERROR,
-        code="agent_lost",
-    )
-
-
-# Agent error codes that are the client's fault, and the request parameter each one is about.
-_CLIENT_ERROR_PARAMS: dict[str, str | None] = {
-    CONTEXT_LENGTH_EXCEEDED: None,
-    INVALID_MESSAGES: "messages",
-    INVALID_GRAMMAR: "response_format",
-    INVALID_LOGIT_BIAS: "logit_bias",
-}
-
-
-def agent_error(code: str, message: str) -> OpenAIError:
-    """An error an agent reported for a job.
-
-    Codes that blame the request (a prompt that does not fit, messages the chat template
-    refuses, a schema that makes no grammar, an unknown token in ``logit_bias``) answer 400;
-    a context that filled up under load answers 503 (retrying later can succeed); anything
-    else is the server's fault and answers 502.
-    """
-    if code in _CLIENT_ERROR_PARAMS:
-        return OpenAIError(
-            400, message, type=INVALID_REQUEST, param=_CLIENT_ERROR_PARAMS[code], code=code
-        )
-    if code == KV_CACHE_FULL:
-        return OpenAIError(503, message, type=SERVER_ERROR, code=code)
-    return OpenAIError(
-        502, f"The agent failed to serve the request: {message}", type=SERVER_ERROR, code=code
     )
 
 

@@ -37,7 +37,7 @@ def listen(address: str) -> int:
     return sock.detach()
 
 
-def _hypercorn_config(descriptor: int) -> Config:
+def _hypercorn_config(descriptor: int, max_message_bytes: int) -> Config:
     config = Config()
     config.bind = [f"fd://{descriptor}"]
     config.accesslog = None
@@ -45,6 +45,8 @@ def _hypercorn_config(descriptor: int) -> Config:
     config.graceful_timeout = 3.0
     config.keep_alive_timeout = 75.0
     config.websocket_ping_interval = None
+    # the agent socket's frames: agents split larger results to stay under it
+    config.websocket_max_message_size = max_message_bytes
     return config
 
 
@@ -64,7 +66,7 @@ async def run_control_plane(
         asyncio.create_task(
             serve(
                 inference,
-                _hypercorn_config(inference_socket),
+                _hypercorn_config(inference_socket, settings.agent_max_frame_bytes),
                 shutdown_trigger=shutdown.wait,
             ),
             name="inference-server",
@@ -72,7 +74,7 @@ async def run_control_plane(
         asyncio.create_task(
             serve(
                 management,
-                _hypercorn_config(management_socket),
+                _hypercorn_config(management_socket, settings.agent_max_frame_bytes),
                 shutdown_trigger=shutdown.wait,
             ),
             name="management-server",

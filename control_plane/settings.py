@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from control_plane.addresses import split_address
 from control_plane.autoscaler.settings import AutoscalerSettings
-from paddler.settings import require_log_format, require_log_level, require_positive, setting
+from paddler.protocol import MAX_FRAME_BYTES
+from paddler.settings import (
+    SettingsError,
+    require_log_format,
+    require_log_level,
+    require_positive,
+    setting,
+)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,17 @@ class ControlPlaneSettings(AutoscalerSettings):
     buffer_timeout: float = setting(
         30.0, "seconds a request may wait for a free slot before answering 504"
     )
+    first_token_timeout: float = setting(
+        120.0,
+        "seconds an agent may take to send a request's first token (or its embeddings) before "
+        "the request goes to another agent, or fails if it cannot",
+    )
+    stall_timeout: float = setting(
+        60.0, "seconds an agent may go without sending a started request's next token (504)"
+    )
+    keepalive_interval: float = setting(
+        5.0, "seconds of silence after which a stream waiting for a token gets a comment line"
+    )
     api_keys: str = setting(
         "", "comma-separated keys clients must send as Bearer tokens (empty: no client auth)"
     )
@@ -35,6 +57,10 @@ class ControlPlaneSettings(AutoscalerSettings):
     )
     agent_timeout: float = setting(
         5.0, "seconds of silence after which an agent is considered lost"
+    )
+    agent_max_frame_bytes: int = setting(
+        MAX_FRAME_BYTES,
+        "largest websocket message to or from an agent (larger results come in several)",
     )
     max_dispatch_attempts: int = setting(
         3, "agents a request may be sent to before it fails, when agents vanish under it"
@@ -50,6 +76,16 @@ class ControlPlaneSettings(AutoscalerSettings):
         "secret operators present to the management API and dashboard "
         "(empty: generated once and kept in --state-dir/admin-token)",
     )
+    cors_origins: str = setting(
+        "",
+        "comma-separated origins whose pages may call the inference API from a browser "
+        "('*': any; empty: only the dashboard's own)",
+    )
+    trusted_proxies: str = setting(
+        "",
+        "comma-separated addresses or networks of reverse proxies whose X-Forwarded-Proto "
+        "is believed (empty: none)",
+    )
     log_level: str = setting("info", "debug, info, warning or error")
     log_format: str = setting("text", "text, or json for one JSON object per log line")
 
@@ -58,17 +94,66 @@ class ControlPlaneSettings(AutoscalerSettings):
             self,
             "max_buffered_requests",
             "buffer_timeout",
+            "first_token_timeout",
+            "stall_timeout",
+            "keepalive_interval",
             "agent_timeout",
             "max_dispatch_attempts",
             "queue_report_interval",
             "max_request_bytes",
+            "agent_max_frame_bytes",
         )
+        if self.agent_max_frame_bytes > MAX_FRAME_BYTES:
+            raise SettingsError(f"--agent-max-frame-bytes may be at most {MAX_FRAME_BYTES}")
         require_log_level(self.log_level)
         self.check_autoscaler()
         require_log_format(self.log_format)
+        _ = self.trusted_proxy_networks  # a bad --trusted-proxies is refused at start
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        networks = []
+        for entry in (part.strip() for part in self.trusted_proxies.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError as error:
+                raise SettingsError(
+                    f"--trusted-proxies: {entry!r} is not an IP address or network"
+                ) from error
+        return tuple(networks)
+
+    @property
+    def allowed_cors_origins(self) -> frozenset[str]:
+        return frozenset(
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        )
+
+    def require_agent_token_off_loopback(self) -> None:
+        """Agents receive prompts: a management address other hosts reach needs the token."""
+        if self.agent_token or _is_loopback(split_address(self.management_addr)[0]):
+            return
+        raise SettingsError(
+            f"--management-addr {self.management_addr} is reachable from other hosts, so any "
+            "of them could join as an agent and receive prompts: set --agent-token "
+            "(PADDLER_AGENT_TOKEN), or listen on 127.0.0.1"
+        )
 
     @property
     def resolved_database_url(self) -> str:
         from control_plane.db.engine import default_database_url
 
         return self.database_url or default_database_url(self.state_dir)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listening host, IPv6 in brackets) is reachable from this host only.
+    Host names other than ``localhost`` are not trusted to stay local."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

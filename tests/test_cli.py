@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -74,7 +75,8 @@ def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
         assert f"curl {base_url}/chat/completions" in banner
         assert f"Dashboard:        http://127.0.0.1:{management}/" in banner
         admin_token = (tmp_path / ".paddler" / "admin-token").read_text().strip()
-        assert f"Admin token:      {admin_token}  (kept in .paddler/admin-token)" in banner
+        assert "Admin token:      kept in .paddler/admin-token" in banner
+        assert admin_token not in banner, "stdout is a pipe here: a log, not a person"
         pools = httpx.get(
             f"http://127.0.0.1:{management}/api/v1/pools",
             headers={"Authorization": f"Bearer {admin_token}"},
@@ -102,6 +104,80 @@ def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
     assert agents_left.stdout == b"", "the local agent outlived paddler up"
 
 
+def agent_pids(management: int) -> set[int]:
+    """The local agents dialling this management port (not ``paddler up`` itself)."""
+    pattern = f"paddler agent --control-plane http://127.0.0.1:{management}"
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def test_up_killed_and_started_again_keeps_its_agent_and_its_secrets(tmp_path: Path) -> None:
+    """Its agent token is kept like the admin token: the agent left running is adopted and
+    accepted, and no second agent starts (max 1). Neither token reaches the log."""
+    inference, management = free_port(), free_port()
+    log_path = tmp_path / "up.log"
+    command = [
+        *(sys.executable, "-m", "paddler", "up", "--slots", "1", "--log-level", "info"),
+        *("--inference-addr", f"127.0.0.1:{inference}"),
+        *("--management-addr", f"127.0.0.1:{management}"),
+    ]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PADDLER_")}
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, env=env
+            )
+        processes.append(process)
+        return process
+
+    survivors: set[int] = set()
+    try:
+        banner = read_until(start(), "Press Ctrl-C", timeout=90)
+        survivors = agent_pids(management)
+        assert len(survivors) == 1
+        processes[0].kill()
+        processes[0].wait(timeout=30)
+        assert agent_pids(management) == survivors, "the agent outlives a killed paddler up"
+
+        banner += read_until(start(), "Press Ctrl-C", timeout=120)
+        state = tmp_path / ".paddler"
+        for name in ("admin-token", "agent-token"):
+            assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+        admin_token = (state / "admin-token").read_text().strip()
+        agents = httpx.get(
+            f"http://127.0.0.1:{management}/api/v1/agents",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        ).json()["data"]
+        connected = [agent for agent in agents if agent["connected"]]
+        assert len(connected) == 1 and connected[0]["state"] == "ready", agents
+        assert agent_pids(management) == survivors, "a second agent was started"
+        log = log_path.read_text(errors="replace")
+        assert "refused an agent" not in log
+        for secret in (admin_token, (state / "agent-token").read_text().strip()):
+            assert secret not in log and secret not in banner
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+        for pid in survivors & agent_pids(management):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_admin_token_is_shown_to_a_person_at_a_terminal() -> None:
+    from control_plane.settings import ControlPlaneSettings
+    from paddler.cli.up import _shown_admin_token
+
+    settings = ControlPlaneSettings(admin_token="s3cret", state_dir=Path(".paddler"))
+    assert _shown_admin_token(settings, True, terminal=True) == (
+        "s3cret  (kept in .paddler/admin-token)"
+    )
+    assert _shown_admin_token(settings, True, terminal=False) == "kept in .paddler/admin-token"
+    assert _shown_admin_token(settings, False, terminal=False) == "from your settings"
+
+
 def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
     upgraded = paddler("db", "upgrade", cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
@@ -121,6 +197,10 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
         (("control-plane", "--max-buffered-requests", "lots"), "expected int, got 'lots'"),
         (("control-plane", "--config", "missing.toml"), "config file not found"),
         (("agent", "--slots", "0"), "--slots must be greater than 0"),
+        (
+            ("control-plane", "--management-addr", "0.0.0.0:18060"),
+            "is reachable from other hosts, so any of them could join as an agent",
+        ),
         (("agent", "--batch-size", "0"), "--batch-size must be greater than 0"),
         (("agent", "--kv-size", "-1"), "kv_size and shutdown_grace cannot be negative"),
         (

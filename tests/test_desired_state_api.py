@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from quart import Quart
 
-from control_plane.app import create_management_app
 from control_plane.inference.chat_requests import parse_chat_completion
 from control_plane.serving.desired_state import InferenceDefaults, apply_defaults
 from control_plane.serving.jobs import InferenceJob
-from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
 from paddler.protocol import GenerationRequest
+from tests.management_app import BEARER, TOKEN
 from tests.test_management_access import _log_in as log_in
 
-TOKEN = "admin-secret"
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SPEC: dict[str, Any] = {"model_source": "/models/tiny.gguf", "slots": 2}
-
-
-@pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    state = ControlPlane(ControlPlaneSettings(state_dir=tmp_path, admin_token=TOKEN))
-    await state.start()
-    yield state
-    state.closing.set()
-    await state.stop()
-
-
-@pytest.fixture
-def app(plane: ControlPlane) -> Quart:
-    return create_management_app(plane)
 
 
 async def _error(response: Any, status: int) -> dict[str, Any]:

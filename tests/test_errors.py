@@ -9,15 +9,12 @@ from werkzeug.exceptions import BadRequest
 
 from control_plane.errors import (
     OpenAIError,
-    agent_error,
-    agent_lost,
-    buffer_full,
-    buffer_timeout,
     install_error_handlers,
     invalid_request,
     model_not_found,
     payload_too_large,
 )
+from control_plane.serving_errors import agent_error, agent_lost, buffer_full, buffer_timeout
 
 SECRET = "password=hunter2"
 

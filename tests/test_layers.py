@@ -48,7 +48,7 @@ def test_the_contracts_are_kept(tree_copy: Path) -> None:
         ("control_plane/serving/balancer.py", "control_plane.state", "control plane layers"),
         ("control_plane/db/store.py", "control_plane.serving.fleet", "control plane layers"),
         ("control_plane/serving/relay.py", "agent.engine.model", "independent"),
-        ("paddler/protocol.py", "control_plane.errors", "shared base"),
+        ("paddler/protocol/_messages.py", "control_plane.errors", "shared base"),
         ("agent/engine/decoder.py", "agent.runner", "agent layers"),
         ("control_plane/serving/jobs.py", "control_plane.serving.fleet", "no import cycles"),
     ],

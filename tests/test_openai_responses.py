@@ -47,7 +47,7 @@ def test_chat_completion_is_parsed_by_the_openai_sdk() -> None:
 
 @pytest.mark.parametrize(
     ("finish_reason", "expected"),
-    [("stop", "stop"), ("length", "length"), ("cancelled", "stop")],
+    [("stop", "stop"), ("length", "length")],
 )
 def test_finish_reasons_map_to_ones_openai_clients_know(
     finish_reason: FinishReason, expected: str

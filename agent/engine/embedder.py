@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from agent.engine.errors import EngineError
 from agent.engine.model import Model
 from paddler.protocol import CONTEXT_LENGTH_EXCEEDED, ENGINE_FAILURE
 
-__all__ = ["Embedder", "EmbedderError", "EmbeddingOutcome"]
+__all__ = ["Embedder", "EmbedderError", "EmbeddingOutcome", "EmbeddingStopped"]
 
 # How a GGUF names its pooling: "<architecture>.pooling_type" (llama.cpp's LLM_KV_POOLING_TYPE).
 _POOLING_KEY = "{architecture}.pooling_type"
@@ -35,6 +36,10 @@ _VECTOR_POOLINGS = {
 
 class EmbedderError(Exception):
     """llama.cpp could not make an embedding context for the model."""
+
+
+class EmbeddingStopped(Exception):
+    """The job's stop flag was set (a cancel, a shutdown, a lost connection) before its end."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,14 @@ class Embedder:
         self._memory = llama_cpp.llama_get_memory(self._context)
         self._batch = llama_cpp.llama_batch_init(context_size, 0, 1)
 
-    def embed(self, texts: Sequence[str]) -> EmbeddingOutcome:
-        """One unit vector per text, in order; raises EngineError for a text that is too long."""
+    def embed(self, texts: Sequence[str], stop: threading.Event | None = None) -> EmbeddingOutcome:
+        """One unit vector per text, in order; raises EngineError for a text that is too long,
+        and EmbeddingStopped once ``stop`` is set (checked before every batch)."""
         token_lists = [self._tokens(index, text) for index, text in enumerate(texts)]
         vectors: list[list[float]] = []
         for batch in self._batches(token_lists):
+            if stop is not None and stop.is_set():
+                raise EmbeddingStopped(f"stopped after {len(vectors)} of {len(texts)} embeddings")
             vectors.extend(self._embed_batch(batch))
         return EmbeddingOutcome(vectors, sum(len(tokens) for tokens in token_lists))
 

@@ -7,6 +7,7 @@ generation engine's copy and the second load costs little memory.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,10 +66,15 @@ class EmbeddingService:
             raise
         self._model = model
 
-    async def embed(self, inputs: Sequence[str]) -> EmbeddingOutcome:
-        """Embed ``inputs`` (one job at a time: jobs queue for the embedding thread)."""
+    async def embed(
+        self, inputs: Sequence[str], stop: threading.Event | None = None
+    ) -> EmbeddingOutcome:
+        """Embed ``inputs`` (one job at a time: jobs queue for the embedding thread).
+
+        Once ``stop`` is set the work ends before its next batch (EmbeddingStopped).
+        """
         embedder = self._loaded()
-        return await self._run(lambda: embedder.embed(inputs))
+        return await self._run(lambda: embedder.embed(inputs, stop))
 
     def _loaded(self) -> Embedder:
         if self._embedder is None:

@@ -10,7 +10,12 @@ import numpy
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from agent.engine.errors import EngineError
-from paddler.protocol import INVALID_GRAMMAR, INVALID_LOGIT_BIAS, SamplingParams
+from paddler.protocol import (
+    INVALID_GRAMMAR,
+    INVALID_JSON_SCHEMA,
+    INVALID_LOGIT_BIAS,
+    SamplingParams,
+)
 
 __all__ = ["Sampler", "grammar_for"]
 
@@ -31,7 +36,7 @@ def grammar_for(sampling: SamplingParams) -> str | None:
         return str(json_schema_to_gbnf(json.dumps(response_format.json_schema)))
     except Exception as error:  # the converter raises whatever it meets in a bad schema
         raise EngineError(
-            INVALID_GRAMMAR, f"The JSON schema cannot be turned into a grammar: {error}"
+            INVALID_JSON_SCHEMA, f"The JSON schema cannot be turned into a grammar: {error}"
         ) from error
 
 
@@ -74,7 +79,8 @@ class Sampler:
         if grammar is not None:
             sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not sampler:
-                raise EngineError(INVALID_GRAMMAR, "The grammar does not parse as GBNF.")
+                code = INVALID_GRAMMAR if sampling.grammar is not None else INVALID_JSON_SCHEMA
+                raise EngineError(code, "The grammar does not parse as GBNF.")
             self._add(sampler)
         if sampling.repeat_penalty != 1 or sampling.presence_penalty or sampling.frequency_penalty:
             self._add(

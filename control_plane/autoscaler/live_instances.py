@@ -44,6 +44,9 @@ class LiveInstances:
         self.rows: dict[str, InstanceRow] = {}  # provider id -> row, for this pool
         self.boot_started: dict[str, float] = {}  # provider id -> start of its boot timer
         self.cold_starts: list[float] = []  # seconds from launch to model loaded, latest last
+        # Ready instances found running at start whose agent has not come back yet: they count
+        # as booting (their boot timer began at start), so a restart launches nothing twice.
+        self.rejoining: set[str] = set()
 
     # what others ask
 
@@ -77,7 +80,7 @@ class LiveInstances:
         return tuple(
             BootingInstance(pid, self.boot_started[pid])
             for pid, row in self.rows.items()
-            if row.state == BOOTING and pid not in serving
+            if (row.state == BOOTING or pid in self.rejoining) and pid not in serving
         )
 
     # keeping rows up to date
@@ -94,6 +97,7 @@ class LiveInstances:
             Reconciled(self.rows, self.boot_started),
             self.record_event,
         )
+        self.rejoining = {pid for pid, row in self.rows.items() if row.state == READY}
 
     async def add(self, provider: str, provider_id: str, launched: float) -> None:
         """A launched instance; its boot timer starts at ``launched``, the launch call."""
@@ -108,6 +112,8 @@ class LiveInstances:
             row = self.row_of(link)
             if row is None:
                 continue
+            if link.ready_at is not None:
+                self.rejoining.discard(row.provider_id)
             changes: dict[str, object] = {}
             if row.registered_at is None:
                 changes["registered_at"] = moment(link.connected_at)
@@ -141,6 +147,7 @@ class LiveInstances:
         """The instance has ended: it is live no more, and its row says why."""
         self.rows.pop(provider_id, None)
         self.boot_started.pop(provider_id, None)
+        self.rejoining.discard(provider_id)
         await self.store.mark_terminated(provider_id, reason)
 
     async def record_event(

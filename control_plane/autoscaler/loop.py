@@ -9,20 +9,21 @@ scheduler buffers a request of a pool without free capacity (``wake``). Each tic
    (``control_plane.autoscaler.live_instances`` keeps the rows);
 2. asks the provider about live instances: one that ended on its own is a crash (logged as a
    warning with the provider's exit reason, "agent exited: SIGSEGV"), and while booting also a
-   failed boot;
+   failed boot; when the provider cannot answer, every instance keeps its state and the next
+   question waits out a growing backoff;
 3. builds a ``ScalingSnapshot`` and applies what ``decide`` returns: launch, drain and
    terminate, replace a boot that timed out, mark the pool failing (the scheduler then answers
    its requests 503 ``capacity_unavailable``), hold launches back after crashes (``backoff``);
    ``control_plane.autoscaler.provisioning`` launches, drains and terminates.
 
 Every action is logged and written to ``scaling_events``. Provider calls block, so they run in
-a thread.
+a thread. A failed reconcile or tick is retried after a backoff, never ends the loop
+(``control_plane.autoscaler.supervision``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from control_plane.autoscaler.metrics import ScalingMetrics
 from control_plane.autoscaler.moments import moment
 from control_plane.autoscaler.observer import AutoscalerObserver
 from control_plane.autoscaler.provisioning import Provisioner
+from control_plane.autoscaler.supervision import RetryBackoff, run_supervised
 from control_plane.db.scaling_store import BOOTING, DRAINING, InstanceRow, ScalingStore
 from control_plane.providers.base import (
     AgentSpec,
@@ -97,8 +99,10 @@ class PoolAutoscaler:
         self.crashes: Crashes | None = None
         self.backoff: BackOff | None = None  # launches wanted but held back, as of the last tick
         self._backoff_announced: float | None = None  # the ``until`` of the latest backoff event
+        self.loop_backoff = RetryBackoff()  # reconcile and ticks that failed in a row
+        self.describe_backoff = RetryBackoff()  # describe calls the provider could not answer
         self._wake = asyncio.Event()
-        self._last_describe = 0.0
+        self._next_describe = 0.0
 
     # what others ask
 
@@ -120,6 +124,10 @@ class PoolAutoscaler:
         """Why launches wait now ("next launch in 4 s after 3 crashes: …"); None if they don't."""
         return None if self.backoff is None else self.backoff.reason
 
+    def provider_error(self) -> str | None:
+        """The failure the loop is backing off from now, if any."""
+        return self.loop_backoff.last_error or self.describe_backoff.last_error
+
     def machines(self) -> int:
         return self.instances.count()
 
@@ -135,15 +143,17 @@ class PoolAutoscaler:
     # the loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.reconcile()
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.tick()
-            except Exception:  # a database or provider hiccup must not end autoscaling
-                logger.exception("autoscaler tick of pool %s failed", self.pool)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+        """Reconcile, then tick until ``stop``: failures back off, never end the loop
+        (``control_plane.autoscaler.supervision``)."""
+        await run_supervised(
+            self.pool,
+            self.reconcile,
+            self.tick,
+            self._wake,
+            stop,
+            tick_seconds=TICK_SECONDS,
+            backoff=self.loop_backoff,
+        )
 
     async def close(self, *, terminate: bool) -> None:
         """Stop draining; with ``terminate``, stop every instance of the pool too."""
@@ -176,14 +186,24 @@ class PoolAutoscaler:
 
     async def _check_provider(self, now: float) -> None:
         ids = [pid for pid in self.instances.rows if not self.provisioner.draining(pid)]
-        if not ids or now - self._last_describe < DESCRIBE_EVERY_SECONDS:
+        if not ids or now < self._next_describe:
             return
-        self._last_describe = now
+        self._next_describe = now + DESCRIBE_EVERY_SECONDS
         try:
             statuses = await asyncio.to_thread(self.provider.describe, ids)
         except ProviderError as error:
-            logger.warning("pool %s: could not describe instances: %s", self.pool, error)
+            # Unknown is not gone: every instance keeps the state it had.
+            delay = self.describe_backoff.failed(error)
+            self._next_describe = now + delay
+            logger.warning(
+                "pool %s: could not describe instances (%s); keeping their states, "
+                "asking again in %.1fs",
+                self.pool,
+                error,
+                delay,
+            )
             return
+        self.describe_backoff.succeeded()
         for provider_id, status in statuses.items():
             row = self.instances.rows.get(provider_id)
             if row is None:

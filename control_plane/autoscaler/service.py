@@ -154,4 +154,5 @@ class Autoscaling:
             "failed_boots": pool.failed_boots if pool else 0,
             "crashes": pool.crashes.count if pool and pool.crashes else 0,
             "restart_backoff": pool.backoff_reason() if pool else None,
+            "provider_error": pool.provider_error() if pool else None,
         }

@@ -18,6 +18,7 @@ from control_plane.inference.generation_bodies import (
     CompletionBody,
     GenerationBody,
 )
+from control_plane.inference.input_bounds import reject_lone_surrogates
 from control_plane.inference.prompts import chat_message, prompt_text
 from control_plane.inference.requested_sampling import requested_sampling
 from control_plane.inference.validation import unsupported_parameter, unsupported_value
@@ -35,7 +36,7 @@ class InferenceCall:
 
 
 def parse_chat_completion(body: bytes | str) -> InferenceCall:
-    fields = validate_body(ChatCompletionBody, json_object(body))
+    fields = validate_body(ChatCompletionBody, _text_object(body))
     _reject_unsupported_chat_features(fields)
     max_tokens = _chat_max_tokens(fields)
     messages = tuple(
@@ -54,7 +55,7 @@ def parse_chat_completion(body: bytes | str) -> InferenceCall:
 
 
 def parse_completion(body: bytes | str) -> InferenceCall:
-    fields = validate_body(CompletionBody, json_object(body))
+    fields = validate_body(CompletionBody, _text_object(body))
     _reject_unsupported_completion_features(fields)
     return InferenceCall(
         model=fields.model,
@@ -66,6 +67,12 @@ def parse_completion(body: bytes | str) -> InferenceCall:
             sampling=requested_sampling(fields, fields.max_tokens),
         ),
     )
+
+
+def _text_object(body: bytes | str) -> dict[str, object]:
+    data = json_object(body)
+    reject_lone_surrogates(data)
+    return data
 
 
 def _reject_unsupported_chat_features(fields: ChatCompletionBody) -> None:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from control_plane.errors import invalid_value
 from control_plane.inference.bodies import StrictBody, json_object, non_empty_string, validate_body
+from control_plane.inference.input_bounds import reject_lone_surrogates
 from control_plane.inference.validation import (
     invalid_type,
     too_many,
@@ -44,7 +45,9 @@ class _EmbeddingBody(StrictBody):
 
 
 def parse_embeddings(body: bytes | str) -> EmbeddingCall:
-    fields = validate_body(_EmbeddingBody, json_object(body))
+    data = json_object(body)
+    reject_lone_surrogates(data)
+    fields = validate_body(_EmbeddingBody, data)
     if fields.dimensions is not None:
         raise unsupported_parameter(
             "dimensions",

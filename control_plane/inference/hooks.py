@@ -1,25 +1,16 @@
 """Hooks around every inference API request: browser access (CORS) and request counting.
 
-CORS lets the dashboard's playground, served from the management address, call this API
-from the browser; the API key (when required) still guards it.
+CORS lets the dashboard's playground, served from the management address, and the configured
+origins call this API from the browser (``control_plane.inference.cors``); the API key (when
+required) still guards it.
 """
 
 from __future__ import annotations
 
 from quart import Quart, Response, request
 
+from control_plane.inference.cors import cors_headers
 from control_plane.state import current_control_plane
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "X-Request-Id",
-}
-PREFLIGHT_HEADERS = {
-    **CORS_HEADERS,
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-Id",
-    "Access-Control-Max-Age": "600",
-}
 
 
 def install_inference_hooks(app: Quart) -> None:
@@ -31,12 +22,13 @@ def install_inference_hooks(app: Quart) -> None:
 async def _answer_preflight() -> Response | None:
     """Browsers ask before a cross-origin POST; no API key is needed to ask."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return Response("", status=204, headers=PREFLIGHT_HEADERS)
+        settings = current_control_plane().settings
+        return Response("", status=204, headers=cors_headers(settings, preflight=True))
     return None
 
 
 async def _allow_browsers(response: Response) -> Response:
-    response.headers.update(CORS_HEADERS)
+    response.headers.update(cors_headers(current_control_plane().settings, preflight=False))
     return response
 
 

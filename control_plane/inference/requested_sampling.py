@@ -9,6 +9,7 @@ from __future__ import annotations
 from control_plane.errors import INVALID_VALUE, invalid_request, invalid_value
 from control_plane.inference.bodies import non_empty_string
 from control_plane.inference.generation_bodies import GenerationBody, ResponseFormatBody
+from control_plane.inference.input_bounds import check_grammar, check_json_schema
 from control_plane.inference.validation import (
     invalid_type,
     missing_parameter,
@@ -19,6 +20,7 @@ from paddler.protocol import ResponseFormat, SamplingParams
 
 MAX_STOP_SEQUENCES = 4
 MAX_LOGIT_BIAS_ENTRIES = 1024
+MAX_TOKEN_ID = 2**31 - 1  # llama.cpp's token ids are int32
 
 
 def requested_sampling(
@@ -41,7 +43,7 @@ def requested_sampling(
         seed=fields.seed,
         stop=_stop_sequences(fields.stop),
         logit_bias=_logit_bias(fields.logit_bias),
-        grammar=fields.grammar,
+        grammar=_grammar(fields.grammar),
         response_format=_response_format(response_format),
     )
 
@@ -66,7 +68,7 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
         raise too_many("logit_bias", MAX_LOGIT_BIAS_ENTRIES, len(bias), "entries")
     parsed: dict[int, float] = {}
     for key, value in bias.items():
-        if not key.isascii() or not key.isdigit():
+        if not key.isascii() or not key.isdigit() or len(key) > len(str(MAX_TOKEN_ID)):
             raise invalid_request(
                 f"Invalid key in 'logit_bias': {short_json(key)} is not a token id; "
                 "keys must be non-negative integers written as strings.",
@@ -78,8 +80,17 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
                 f"logit_bias[{key}]",
                 f"expected a number between -100 and 100, but got {short_json(value)} instead",
             )
-        parsed[int(key)] = value
+        token_id = int(key)
+        if token_id > MAX_TOKEN_ID:
+            raise invalid_value(f"logit_bias[{key}]", f"no token id is above {MAX_TOKEN_ID}")
+        parsed[token_id] = value
     return parsed
+
+
+def _grammar(grammar: str | None) -> str | None:
+    if grammar is not None:
+        check_grammar(grammar)
+    return grammar
 
 
 def _response_format(response_format: ResponseFormatBody | None) -> ResponseFormat | None:
@@ -90,7 +101,10 @@ def _response_format(response_format: ResponseFormatBody | None) -> ResponseForm
     if response_format.type == "json_schema":
         if response_format.json_schema is None:
             raise missing_parameter("response_format.json_schema")
-        return ResponseFormat(type="json_schema", json_schema=response_format.json_schema.schema_)
+        schema = response_format.json_schema.schema_
+        if schema is not None:
+            check_json_schema(schema, "response_format.json_schema.schema")
+        return ResponseFormat(type="json_schema", json_schema=schema)
     raise invalid_value(
         "response_format.type",
         "expected one of 'text', 'json_object', 'json_schema', "

@@ -24,13 +24,9 @@ OWNED_BY = "paddler"
 
 _ID_PREFIXES: dict[JobKind, str] = {"chat": "chatcmpl-", "completion": "cmpl-"}
 
-# OpenAI has no finish reason for a generation that was cut short by the server; "stop" is the
-# closest one every client understands.
-_OPENAI_FINISH_REASONS: dict[FinishReason, str] = {
-    "stop": "stop",
-    "length": "length",
-    "cancelled": "stop",
-}
+# No "cancelled": a generation the server cut short is answered with an error, never passed
+# off as whole (the scheduler turns it into one).
+_OPENAI_FINISH_REASONS: dict[FinishReason, str] = {"stop": "stop", "length": "length"}
 
 
 def new_completion_id(kind: JobKind) -> str:

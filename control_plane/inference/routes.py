@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from control_plane import errors, server_sent_events
+from control_plane import errors, server_sent_events, serving_errors
 from control_plane.inference import responses as openai_responses
 from control_plane.inference.chat_requests import (
     InferenceCall,
@@ -21,7 +21,7 @@ from control_plane.inference.chat_requests import (
 from control_plane.inference.embedding_requests import parse_embeddings
 from control_plane.serving.desired_state import apply_defaults
 from control_plane.serving.jobs import InferenceJob, TextPiece
-from control_plane.serving.relay import Update, Waiting, follow
+from control_plane.serving.relay import KeepAlive, Patience, Update, Waiting, follow
 from control_plane.serving.scheduler import BufferFull
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import Done, Embeddings, GenerationRequest, JobRequest
@@ -78,14 +78,14 @@ async def embeddings() -> Response:
                 return Response(json.dumps(body), mimetype="application/json")
     except errors.OpenAIError as error:
         if error.code == "buffer_timeout" and not state.fleet.load(call.model).serves_embeddings:
-            raise errors.buffer_timeout(
+            raise serving_errors.buffer_timeout(
                 state.settings.buffer_timeout,
                 hint="No agent of this model serves embeddings (agent flag --embeddings).",
             ) from error
         raise
     finally:
         state.scheduler.withdraw(job, "client_disconnected")
-    raise errors.agent_lost("the agent stopped without answering the request")
+    raise serving_errors.agent_lost("the agent stopped without answering the request")
 
 
 def _submit(
@@ -96,7 +96,7 @@ def _submit(
         raise errors.model_not_found(model)
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
-        raise errors.capacity_unavailable(failing)
+        raise serving_errors.capacity_unavailable(failing)
     desired = state.rollout.desired.get(model)
     if desired is not None and isinstance(job_request, GenerationRequest):
         job_request = apply_defaults(job_request, desired.inference_defaults)
@@ -104,13 +104,17 @@ def _submit(
     try:
         state.scheduler.submit(job)
     except BufferFull as full:
-        raise errors.buffer_full(_retry_after(state, model)) from full
+        raise serving_errors.buffer_full(_retry_after(state, model)) from full
+    settings = state.settings
+    patience = Patience(
+        buffer_timeout=settings.buffer_timeout,
+        first_token_timeout=settings.first_token_timeout,
+        stall_timeout=settings.stall_timeout,
+        report_interval=settings.queue_report_interval,
+        keepalive_interval=settings.keepalive_interval,
+    )
     updates = follow(
-        job,
-        state.scheduler,
-        buffer_timeout=state.settings.buffer_timeout,
-        report_interval=state.settings.queue_report_interval,
-        expected_wait=lambda: state.autoscaling.expected_wait(model),
+        job, state.scheduler, patience, expected_wait=lambda: state.autoscaling.expected_wait(model)
     )
     return job, updates
 
@@ -154,7 +158,7 @@ async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Respo
                 update.usage,
             )
             return Response(json.dumps(body), mimetype="application/json")
-    raise errors.agent_lost("the agent stopped without finishing the request")
+    raise serving_errors.agent_lost("the agent stopped without finishing the request")
 
 
 def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
@@ -184,6 +188,9 @@ async def _stream(
                     f"queued position={update.position} waited={update.seconds_waited:.0f}s"
                     + _expected(update.expected_wait)
                 )
+                continue
+            if isinstance(update, KeepAlive):
+                yield server_sent_events.comment("keep-alive")
                 continue
             if chat and not sent_role:
                 sent_role = True

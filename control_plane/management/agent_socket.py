@@ -1,15 +1,24 @@
-"""The websocket agents dial: registration, heartbeats, and job traffic."""
+"""The websocket agents dial: registration, heartbeats, and job traffic.
+
+A connection is three tasks: the reader (the agent's frames to the scheduler), the writer
+(the link's outbox to the agent) and the recorder (state changes to the database). They are
+supervised together: when one ends, the connection is closed and the agent's jobs fail over,
+so an agent is never left half connected.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 import pydantic
 from quart import Blueprint, Response, websocket
 
-from control_plane.credentials import bearer_token
+from control_plane.credentials import bearer_token, secrets_match
+from control_plane.management.agent_outbox import write_frames
+from control_plane.management.agent_records import AgentRecorder
+from control_plane.management.connection_tasks import supervise
+from control_plane.management.embedding_assembly import EmbeddingAssembly, PartRefused
 from control_plane.serving.fleet import AgentLink
 from control_plane.state import ControlPlane, current_control_plane
 from paddler import protocol
@@ -19,6 +28,7 @@ logger = logging.getLogger("paddler.agents")
 agent_socket = Blueprint("agent_socket", __name__)
 
 HELLO_TIMEOUT_SECONDS = 10.0
+ID_IN_USE = "an agent with this id is already connected"
 
 
 def _authorized(state: ControlPlane) -> bool:
@@ -26,7 +36,7 @@ def _authorized(state: ControlPlane) -> bool:
     if not expected:
         return True
     presented = bearer_token(websocket.headers.get("Authorization", ""))
-    return presented is not None and hmac.compare_digest(presented, expected)
+    return presented is not None and secrets_match(presented, expected)
 
 
 @agent_socket.websocket(protocol.AGENT_SOCKET_PATH)
@@ -37,20 +47,12 @@ async def agent_connection() -> Response | None:
         logger.warning("refused an agent from %s: wrong or missing token", remote)
         return Response("invalid agent token", status=401)
     await websocket.accept()
-    try:
-        hello = protocol.decode_agent_message(
-            await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_SECONDS)
-        )
-    except (TimeoutError, pydantic.ValidationError) as error:
-        logger.warning("agent from %s did not say hello: %s", remote, error)
-        await websocket.close(1002, "expected a hello message")
+    hello = await _receive_hello(remote)
+    if hello is None:
         return None
-    if not isinstance(hello, protocol.Hello) or hello.protocol != protocol.PROTOCOL_VERSION:
-        logger.warning("agent from %s sent %r instead of a protocol 1 hello", remote, hello)
-        await websocket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
-        return None
-
     await state.ensure_pool(hello.pool, hello.model_source, hello.slots)
+    if await _id_in_use(state, hello, remote):
+        return None
     link = AgentLink(
         agent_id=hello.agent_id,
         name=hello.name,
@@ -63,45 +65,90 @@ async def agent_connection() -> Response | None:
         applied_version=hello.applied_version,
         cpu=hello.cpu,
     )
-    link.connection_id = await state.store.agent_connected(
-        hello.agent_id, hello.name, hello.pool, link.state, remote
+    await _record_connected(state, link)
+    if await _id_in_use(state, hello, remote):  # taken while the record was being written
+        await _record_disconnect(state, link, ID_IN_USE)
+        return None
+    settings = state.settings
+    link.send(
+        protocol.Welcome(
+            pool=link.pool,
+            heartbeat_seconds=settings.agent_timeout / 3,
+            max_frame_bytes=settings.agent_max_frame_bytes,
+        )
     )
-    logger.info(
-        "agent %s joined pool %s from %s (%d slots%s; cpu %s, %s)",
-        link.name,
-        link.pool,
-        remote,
-        link.slots,
-        ", embeddings" if link.embeddings else "",
-        " ".join(link.cpu.features) or "baseline" if link.cpu else "not reported",
-        link.cpu.summary if link.cpu else "repack unknown",
-    )
-    heartbeat = state.settings.agent_timeout / 3
-    link.send(protocol.Welcome(pool=link.pool, heartbeat_seconds=heartbeat))
     state.scheduler.agent_joined(link)
     state.rollout.agent_joined(link)
-    writer = asyncio.create_task(_write(link))
+    recorder = AgentRecorder(state.store, link.agent_id, link.name)
+
+    def refuse_job(job: protocol.Job, problem: str) -> None:
+        logger.warning("job %s was not sent to agent %s; failing it", job.job_id, link.name)
+        error = protocol.JobError(
+            job_id=job.job_id, code=protocol.INVALID_MESSAGES, message=problem
+        )
+        state.scheduler.agent_message(link, error)
+
+    reader = asyncio.create_task(_read(state, link, recorder), name="reader")
+    others = [
+        asyncio.create_task(
+            write_frames(link, websocket.send, refuse_job, settings.agent_max_frame_bytes),
+            name="writer",
+        ),
+        asyncio.create_task(recorder.run(), name="recorder"),
+    ]
+    _log_joined(link)
     reason = "connection closed"
     try:
-        reason = await _read(state, link)
+        reason = await supervise(link.name, reader, *others, close=websocket.close)
     finally:
-        writer.cancel()
+        for task in (reader, *others):
+            task.cancel()
         state.scheduler.agent_left(link)
         state.rollout.agent_left(link)
         logger.info("agent %s left pool %s: %s", link.name, link.pool, reason)
-        await asyncio.shield(state.record_disconnect(link, reason))
+        await asyncio.shield(_record_disconnect(state, link, reason))
     return None
 
 
-async def _write(link: AgentLink) -> None:
-    while True:
-        message = await link.outbox.get()
-        await websocket.send(protocol.encode(message))
+async def _id_in_use(state: ControlPlane, hello: protocol.Hello, remote: str | None) -> bool:
+    """Refuse a connection whose agent id is connected already, keeping the live one: a
+    process that reuses an id must not evict its agent. An agent whose old connection is
+    really gone gets in once the control plane notices (``agent_timeout`` at most)."""
+    live = state.fleet.get(hello.agent_id)
+    if live is None:
+        return False
+    logger.warning(
+        "refused agent %s from %s: id %s is already connected as %s from %s",
+        hello.name,
+        remote,
+        hello.agent_id,
+        live.name,
+        live.remote_address,
+    )
+    await websocket.close(1008, ID_IN_USE)
+    return True
 
 
-async def _read(state: ControlPlane, link: AgentLink) -> str:
+async def _receive_hello(remote: str | None) -> protocol.Hello | None:
+    try:
+        hello = protocol.decode_agent_message(
+            await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_SECONDS)
+        )
+    except (TimeoutError, pydantic.ValidationError) as error:
+        logger.warning("agent from %s did not say hello: %s", remote, error)
+        await websocket.close(1002, "expected a hello message")
+        return None
+    if not isinstance(hello, protocol.Hello) or hello.protocol != protocol.PROTOCOL_VERSION:
+        logger.warning("agent from %s sent %r instead of a protocol 1 hello", remote, hello)
+        await websocket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
+        return None
+    return hello
+
+
+async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -> str:
     """Relay the agent's messages to the scheduler until it goes quiet or away."""
     last_state = link.state
+    assembly = EmbeddingAssembly()
     closing = asyncio.ensure_future(state.closing.wait())
     try:
         while True:
@@ -117,27 +164,84 @@ async def _read(state: ControlPlane, link: AgentLink) -> str:
                     await websocket.close(1001, "control plane shutting down")
                     return "control plane shutting down"
                 return f"silent for {state.settings.agent_timeout:.0f}s"
-            message = await _relay(state, link, receiving.result(), last_state)
+            message = _relay(state, link, assembly, receiving.result())
             if isinstance(message, protocol.Goodbye):
                 await websocket.close(1000, "goodbye")
                 return f"said goodbye ({message.reason})"
-            last_state = link.state
+            if link.state != last_state:
+                recorder.state_changed(link.state)
+                last_state = link.state
     finally:
         closing.cancel()
 
 
-async def _relay(
-    state: ControlPlane, link: AgentLink, frame: str | bytes, last_state: protocol.AgentState
+def _relay(
+    state: ControlPlane, link: AgentLink, assembly: EmbeddingAssembly, frame: str | bytes
 ) -> protocol.AgentMessage | None:
-    """Hand one frame to the scheduler and persist state changes; None for an invalid frame."""
+    """Hand one frame to the scheduler; None for an invalid frame."""
     try:
         message = protocol.decode_agent_message(frame)
     except pydantic.ValidationError as error:
         logger.warning("agent %s sent an invalid message: %s", link.name, error)
         return None
+    match message:
+        case protocol.EmbeddingsPart():
+            failed = _keep_part(link, assembly, message)
+            if failed is None:
+                return message
+            message = failed
+        case protocol.Embeddings():
+            message = assembly.complete(message)
+        case protocol.JobError() | protocol.Done():
+            assembly.discard(message.job_id)
     state.scheduler.agent_message(link, message)
     if isinstance(message, protocol.Status):
         state.rollout.agent_reported(link)
-    if link.state != last_state:
-        await state.store.agent_state_changed(link.agent_id, link.state)
     return message
+
+
+def _keep_part(
+    link: AgentLink, assembly: EmbeddingAssembly, part: protocol.EmbeddingsPart
+) -> protocol.JobError | None:
+    """Keep a part of a running embedding job; the job's error if the part is wrong."""
+    job = link.jobs.get(part.job_id)
+    if job is None or not isinstance(job.request, protocol.EmbeddingRequest):
+        return None  # a job that ended already (cancelled, failed): nothing to keep
+    try:
+        assembly.add(part, len(job.request.inputs))
+    except PartRefused as error:
+        logger.warning("agent %s sent a wrong embeddings part: %s", link.name, error)
+        return protocol.JobError(
+            job_id=part.job_id, code=protocol.ENGINE_FAILURE, message=f"broken answer: {error}"
+        )
+    return None
+
+
+async def _record_connected(state: ControlPlane, link: AgentLink) -> None:
+    """Record the connection before the agent gets work, so that its record is there first."""
+    try:
+        link.connection_id = await state.store.agent_connected(
+            link.agent_id, link.name, link.pool, link.state, link.remote_address
+        )
+    except Exception:
+        logger.exception("could not record that agent %s connected; it serves anyway", link.name)
+
+
+async def _record_disconnect(state: ControlPlane, link: AgentLink, reason: str) -> None:
+    try:
+        await state.record_disconnect(link, reason)
+    except Exception:
+        logger.exception("could not record that agent %s left", link.name)
+
+
+def _log_joined(link: AgentLink) -> None:
+    logger.info(
+        "agent %s joined pool %s from %s (%d slots%s; cpu %s, %s)",
+        link.name,
+        link.pool,
+        link.remote_address,
+        link.slots,
+        ", embeddings" if link.embeddings else "",
+        " ".join(link.cpu.features) or "baseline" if link.cpu else "not reported",
+        link.cpu.summary if link.cpu else "repack unknown",
+    )

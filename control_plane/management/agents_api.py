@@ -11,6 +11,7 @@ from control_plane.db.store import AgentRecord
 from control_plane.serving.fleet import AgentLink
 from control_plane.state import current_control_plane
 from control_plane.telemetry.snapshot import cpu_json
+from paddler.logs import redact_secrets, redact_secrets_in
 
 management_api = Blueprint("management_api", __name__)
 
@@ -86,9 +87,9 @@ async def list_pools() -> dict[str, Any]:
         pools.append(
             {
                 "name": pool.name,
-                "model_source": pool.model_source,
+                "model_source": redact_secrets(pool.model_source),
                 "slots_per_agent": pool.slots_per_agent,
-                "settings": pool.settings,
+                "settings": redact_secrets_in(pool.settings),
                 "created_at": pool.created_at.isoformat(),
                 "agents_connected": load.agents_connected,
                 "agents_ready": load.agents_ready,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote, urlsplit
 
 from quart import Blueprint, Response, make_response, redirect, render_template, request
 from quart_schema import hide
@@ -21,15 +22,34 @@ login = Blueprint("login", __name__)
 
 AnyResponse = Response | WerkzeugResponse
 
+PRINTABLE_ASCII = "".join(chr(code) for code in range(0x21, 0x7F))
+UNSAFE_IN_NEXT = frozenset("\\" + "".join(chr(code) for code in range(0x20)) + "\x7f")
 
-def _safe_next(target: str | None) -> str:
-    """Only paths on this site: never an absolute or protocol-relative URL."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this host, else ``/``.
+
+    Browsers drop tabs and line breaks inside URLs and read ``\\`` as ``/``, so a target
+    holding any of them, or any other control character or white space, could turn into
+    ``//elsewhere`` in the browser: it is refused rather than cleaned. Other characters
+    outside printable ASCII are percent-encoded, so the Location header is plain ASCII.
+    """
+    if not target or not target.startswith("/"):
+        return "/"
+    if any(character in UNSAFE_IN_NEXT or character.isspace() for character in target):
+        return "/"
+    try:
+        path = quote(target, safe=PRINTABLE_ASCII)
+    except UnicodeEncodeError:  # a lone surrogate
+        return "/"
+    parts = urlsplit(path)
+    if path.startswith("//") or parts.scheme or parts.netloc:
+        return "/"
+    return path
 
 
 def _secure() -> bool:
+    """Whether this request reached us over TLS (``forwarded_proto`` believes trusted proxies)."""
     return request.scheme == "https"
 
 
@@ -39,7 +59,7 @@ async def _login_form(error: str = "", status: int = 200) -> AnyResponse:
         "login.html",
         session=None,
         csrf_token=csrf_token,
-        next_page=_safe_next(request.args.get("next") or (await request.form).get("next")),
+        next_page=safe_next(request.args.get("next") or (await request.form).get("next")),
         error=error,
     )
     response = await make_response(page, status)
@@ -68,7 +88,7 @@ async def login_submit() -> AnyResponse:
     if not access.accepts_token(token):
         return await _login_form("That is not the admin token.", 401)
     session = access.open_session()
-    response = redirect(_safe_next(form.get("next")))
+    response = redirect(safe_next(form.get("next")))
     response.set_cookie(
         SESSION_COOKIE,
         session.id,

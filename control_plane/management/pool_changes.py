@@ -22,7 +22,7 @@ async def create_pool(state: ControlPlane, new: NewPool) -> PoolRecord:
         raise errors.OpenAIError(
             409, f"A pool named {new.name!r} already exists.", param="name", code="pool_exists"
         )
-    check_spec(new)
+    await check_spec(new)
     await state.ensure_pool(new.name, new.model_source, new.slots)
     return await set_desired_state(state, new.name, new)
 
@@ -32,7 +32,7 @@ async def set_desired_state(state: ControlPlane, name: str, spec: PoolSpec) -> P
     pool = state.pools.get(name)
     if pool is None:
         raise pool_not_found(name)
-    check_spec(spec)
+    await check_spec(spec)
     current = stored(pool.settings)
     settings, desired = with_desired(pool.settings, spec, (current.version if current else 0) + 1)
     updated = await state.store.update_pool(name, spec.model_source, spec.slots, settings)

@@ -15,6 +15,7 @@ from control_plane.management.pool_changes import (
 )
 from control_plane.serving.desired_state import NewPool, PoolSpec, StoredDesiredState, stored
 from control_plane.state import ControlPlane, current_control_plane
+from paddler.logs import redact_secrets
 
 pools_api = Blueprint("pools_api", __name__)
 
@@ -40,12 +41,15 @@ class PoolView(BaseModel):
 
 
 def pool_view(state: ControlPlane, pool: PoolRecord) -> PoolView:
+    desired = stored(pool.settings)
+    if desired is not None:
+        desired = desired.model_copy(update={"model_source": redact_secrets(desired.model_source)})
     return PoolView(
         name=pool.name,
-        model_source=pool.model_source,
+        model_source=redact_secrets(pool.model_source),
         slots_per_agent=pool.slots_per_agent,
         created_at=pool.created_at.isoformat(),
-        desired=stored(pool.settings),
+        desired=desired,
         requests_buffered=state.scheduler.queued(pool.name),
         agents_applying=state.rollout.agents_swapping(pool.name),
         agents=[

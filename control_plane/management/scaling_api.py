@@ -3,6 +3,7 @@ scaling events, newest first."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from quart import Blueprint, request
@@ -14,11 +15,13 @@ from control_plane.state import current_control_plane
 scaling_api = Blueprint("scaling_api", __name__)
 
 MAX_LIMIT = 1000
+LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 
 
 def _limit() -> int:
     raw = request.args.get("limit", "200")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # str.isdigit() also takes digits int() refuses, such as "²"
+    if not LIMIT_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise errors.invalid_request(
             f"limit must be a whole number from 1 to {MAX_LIMIT}, got {raw!r}", param="limit"
         )

@@ -88,5 +88,6 @@ class Provider(Protocol):
         ...
 
     def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceStatus]:
-        """The status of each instance; ids the provider does not know are TERMINATED."""
+        """The status of each instance; ids the provider does not know are TERMINATED.
+        Raises ``ProviderError`` when it cannot tell (the states are then unknown)."""
         ...

@@ -28,6 +28,12 @@ from control_plane.providers.base import (
     InstanceStatus,
     ProviderError,
 )
+from control_plane.providers.ec2_errors import (
+    NOT_FOUND,
+    InstancesNotFound,
+    error_code,
+    means_gone,
+)
 from control_plane.providers.user_data import render_agent_user_data
 
 if TYPE_CHECKING:
@@ -127,20 +133,22 @@ class EC2Provider:
             try:
                 return self._run(spot_request, spec.pool)
             except ClientError as error:
-                code = error.response.get("Error", {}).get("Code", "")
+                code = error_code(error)
                 if code not in SPOT_REFUSALS or not self.settings.spot_fallback_to_on_demand:
                     raise ProviderError(f"RunInstances (spot) failed: {error}") from error
                 logger.warning("spot capacity refused (%s); launching on demand", code)
+            except BotoCoreError as error:
+                raise ProviderError(f"RunInstances (spot) failed: {error}") from error
         try:
             return self._run(request, spec.pool)
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
             raise ProviderError(f"RunInstances failed: {error}") from error
 
     def terminate(self, provider_id: str) -> None:
         try:
             self.client.terminate_instances(InstanceIds=[provider_id])
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "InvalidInstanceID.NotFound":
+        except (ClientError, BotoCoreError) as error:
+            if means_gone(error):
                 return
             raise ProviderError(f"TerminateInstances {provider_id} failed: {error}") from error
 
@@ -154,19 +162,22 @@ class EC2Provider:
         return [self._record(instance) for instance in self._describe(Filters=filters)]
 
     def describe(self, provider_ids: Sequence[str]) -> dict[str, InstanceStatus]:
+        """Only ``InvalidInstanceID.NotFound`` makes an instance TERMINATED; any other failure
+        (throttling, a network error, an outage) raises ``ProviderError``: the state is then
+        unknown, and the caller keeps what it knew."""
         statuses = dict.fromkeys(provider_ids, InstanceStatus(InstanceState.TERMINATED))
         if not provider_ids:
             return statuses
         try:
             found = self._describe(InstanceIds=list(provider_ids))
-        except ProviderError:
+        except InstancesNotFound:
             # One unknown id fails the whole call: ask one by one.
             found = []
             for provider_id in provider_ids:
                 try:
                     found += self._describe(InstanceIds=[provider_id])
-                except ProviderError:
-                    continue
+                except InstancesNotFound:
+                    logger.info("%s: EC2 does not know it (%s)", provider_id, NOT_FOUND)
         for instance in found:
             statuses[instance["InstanceId"]] = _status(instance)
         return statuses
@@ -235,7 +246,8 @@ class EC2Provider:
                 for reservation in page["Reservations"]:
                     instances += reservation.get("Instances", [])
         except (ClientError, BotoCoreError) as error:
-            raise ProviderError(f"DescribeInstances failed: {error}") from error
+            failure = InstancesNotFound if means_gone(error) else ProviderError
+            raise failure(f"DescribeInstances failed: {error}") from error
         return instances
 
     def _record(self, instance: InstanceTypeDef, pool: str | None = None) -> InstanceRecord:

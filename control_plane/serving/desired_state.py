@@ -8,14 +8,18 @@ bounds are recorded for the autoscaler.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from control_plane import errors
-from paddler.chat_template import ChatTemplate, ChatTemplateError
+from paddler.chat_template import ChatTemplateError
 from paddler.model_source import ModelSourceError, parse_model_source
 from paddler.protocol import ChatMessage, DesiredState, GenerationRequest
+from paddler.template_probe import probe_template
+
+logger = logging.getLogger("paddler.pools")
 
 SETTINGS_KEY = "desired"
 POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
@@ -105,16 +109,21 @@ def unprocessable(param: str, message: str) -> errors.OpenAIError:
     return errors.OpenAIError(422, message, param=param, code="invalid_desired_state")
 
 
-def check_spec(spec: PoolSpec) -> None:
-    """What the schema cannot check: the source's form and that the template renders (422)."""
+async def check_spec(spec: PoolSpec) -> None:
+    """What the schema cannot check: the source's form and that the template renders (422).
+
+    The template is rendered in a child process, bounded in time and memory, so a costly one
+    never stalls this process's streams and heartbeats.
+    """
     try:
         parse_model_source(spec.model_source)
     except ModelSourceError as error:
         raise unprocessable("model_source", f"Invalid model_source: {error}") from error
     if spec.chat_template is not None:
         try:
-            ChatTemplate(spec.chat_template).render(_PROBE)
+            await probe_template(spec.chat_template, _PROBE)
         except ChatTemplateError as error:
+            logger.warning("desired state refused: its chat_template does not render: %s", error)
             raise unprocessable(
                 "chat_template", f"The chat_template does not render a conversation: {error}"
             ) from error

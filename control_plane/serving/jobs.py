@@ -49,9 +49,12 @@ class InferenceJob:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     request_id: str = field(default_factory=current_request_id.get)  # of the client request
     enqueued_at: float = field(default_factory=time.monotonic)
+    queued_at: float = field(default_factory=time.monotonic)  # entered the buffer (again)
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
     agent: Assignee | None = None
+    dispatched_at: float | None = None  # time.monotonic() of the latest dispatch
     attempts: int = 0
+    agents_lost_in_prefill: int = 0  # agents that vanished holding it before its first token
     started: bool = False
     finished: bool = False
     withdrawn: bool = False
@@ -62,5 +65,21 @@ class InferenceJob:
         return isinstance(self.request, EmbeddingRequest)
 
     @property
+    def log_extra(self) -> dict[str, str]:
+        """Log ``extra`` that ties a line to the client request (see paddler/logs.py)."""
+        return {"request_id": self.request_id}
+
+    @property
     def waiting(self) -> bool:
         return self.agent is None and not self.finished and not self.withdrawn
+
+
+def outcome_summary(outcome: Done | Embeddings) -> str:
+    """What a finished job produced, for the log."""
+    if isinstance(outcome, Embeddings):
+        return f"{len(outcome.vectors)} embeddings of {outcome.prompt_tokens} tokens"
+    usage = outcome.usage
+    return (
+        f"{outcome.finish_reason}, {usage.prompt_tokens}+{usage.completion_tokens} tokens "
+        f"in {outcome.seconds_total:.2f}s"
+    )

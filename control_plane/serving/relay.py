@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from control_plane import errors
+from control_plane import errors, serving_errors
+from control_plane.serving import endings
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
 from control_plane.serving.scheduler import Scheduler
 from paddler.protocol import Done, Embeddings
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a job may wait at each stage, and how often its follower hears it is alive."""
+
+    buffer_timeout: float  # for a free slot
+    first_token_timeout: float  # from dispatch to the agent's first token (or embeddings)
+    stall_timeout: float  # between two tokens of a started job
+    report_interval: float  # between two ``Waiting`` reports while buffered
+    keepalive_interval: float  # of silence from the agent before a ``KeepAlive``
 
 
 @dataclass(frozen=True)
@@ -19,54 +32,88 @@ class Waiting:
     expected_wait: float | None = None  # seconds until a cold start under way should serve
 
 
-Update = Waiting | TextPiece | Done | Embeddings
+@dataclass(frozen=True)
+class KeepAlive:
+    """The job is with an agent that has sent nothing for a while (a long prefill, say)."""
+
+
+Update = Waiting | KeepAlive | TextPiece | Done | Embeddings
 
 
 async def follow(
     job: InferenceJob,
     scheduler: Scheduler,
+    patience: Patience,
     *,
-    buffer_timeout: float,
-    report_interval: float,
     expected_wait: Callable[[], float | None] = lambda: None,
 ) -> AsyncIterator[Update]:
-    """Yield ``Waiting`` now and then while the job is buffered, then its outcome.
+    """Yield ``Waiting`` now and then while the job is buffered, ``KeepAlive`` while its agent
+    is silent, then its outcome: a generation job's text pieces and ``Done``, or an embedding
+    job's ``Embeddings``.
 
-    A generation job's outcome is its text pieces and ``Done``; an embedding job's is
-    ``Embeddings``.
-
-    Raises ``OpenAIError`` when the job waited past ``buffer_timeout`` or failed on its agent.
-    The caller must withdraw the job from the scheduler when it stops following early.
+    An agent that misses a deadline of ``patience`` is given up on: the scheduler tries the job
+    elsewhere or fails it. Raises ``OpenAIError`` when the job waited past ``buffer_timeout``
+    or failed. The caller must withdraw the job from the scheduler when it stops following
+    early.
     """
-    loop = asyncio.get_running_loop()
-    waiting_since = loop.time()
+    last_heard = time.monotonic()
     while True:
-        timeout = None
-        if job.waiting:
-            remaining = waiting_since + buffer_timeout - loop.time()
-            if remaining <= 0:
-                scheduler.withdraw(job, "buffer_timeout")
-                raise errors.buffer_timeout(buffer_timeout)
-            timeout = min(report_interval, remaining)
-        try:
-            event = await asyncio.wait_for(job.events.get(), timeout)
-        except TimeoutError:
+        if job.events.empty():  # events already in (a slow client's backlog) beat any deadline
+            now = time.monotonic()
             if job.waiting:
-                yield Waiting(
-                    scheduler.position(job), loop.time() - job.enqueued_at, expected_wait()
-                )
-            continue
+                remaining = job.queued_at + patience.buffer_timeout - now
+                if remaining <= 0:
+                    scheduler.withdraw(job, "buffer_timeout")
+                    raise serving_errors.buffer_timeout(patience.buffer_timeout)
+                timeout: float | None = min(patience.report_interval, remaining)
+            elif job.finished or job.withdrawn or job.dispatched_at is None:
+                timeout = None  # its outcome is on its way (or nobody waits for it)
+            else:
+                since = last_heard if job.started else max(last_heard, job.dispatched_at)
+                limit = patience.stall_timeout if job.started else patience.first_token_timeout
+                remaining = since + limit - now
+                if remaining <= 0:
+                    scheduler.deadline_passed(job, now - since)
+                    continue
+                timeout = min(patience.keepalive_interval, remaining)
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation of a client that left if an event arrives at that moment
+                async with asyncio.timeout(timeout):
+                    event = await job.events.get()
+            except TimeoutError:
+                if job.waiting:
+                    yield Waiting(
+                        scheduler.position(job), time.monotonic() - job.enqueued_at, expected_wait()
+                    )
+                else:
+                    yield KeepAlive()
+                continue
+        else:
+            event = job.events.get_nowait()
+        last_heard = time.monotonic()
         match event:
             case Requeued():
-                waiting_since = loop.time()
+                pass  # it waits again, for a whole buffer_timeout
             case TextPiece():
                 yield event
             case Done() | Embeddings():
                 yield event
                 return
-            case Failed(code="agent_lost"):
-                raise errors.agent_lost(event.message)
-            case Failed(code="capacity_unavailable"):
-                raise errors.capacity_unavailable(event.message)
             case Failed():
-                raise errors.agent_error(event.code, event.message)
+                raise _client_error(event)
+
+
+def _client_error(failure: Failed) -> errors.OpenAIError:
+    match failure.code:
+        case endings.AGENT_LOST:
+            return serving_errors.agent_lost(failure.message)
+        case endings.SHUTDOWN:
+            return serving_errors.agent_shutdown(failure.message)
+        case endings.AGENT_TIMEOUT:
+            return serving_errors.agent_timeout(failure.message)
+        case endings.JOB_CRASHED_AGENTS:
+            return serving_errors.job_crashed_agents(failure.message)
+        case "capacity_unavailable":
+            return serving_errors.capacity_unavailable(failure.message)
+    return serving_errors.agent_error(failure.code, failure.message)

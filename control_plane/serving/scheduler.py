@@ -3,19 +3,24 @@
 Jobs wait per pool in FIFO order. Whenever a slot may have opened (a job arrived, a job
 finished, an agent became ready) the pool is pumped: the head of its queue goes to the agent
 the balancer picks. Embedding jobs only go to agents that serve embeddings; while none has a
-free slot, the generation jobs queued behind them go ahead. An agent never gets more jobs than
-it has free slots, and a cancelled job keeps its slot until the agent confirms it stopped.
+free slot, the generation jobs queued behind them go ahead, and each kind has its own bound on
+the buffer. An agent never gets more jobs than it has free slots, and a cancelled job keeps its
+slot until the agent confirms it stopped. A job that ends without its whole answer (its agent
+lost, stopping, or silent past a deadline) is tried again elsewhere or failed: see endings.py.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 
+from control_plane.serving import endings
+from control_plane.serving.agent_status import apply_status
 from control_plane.serving.balancer import choose_agent
+from control_plane.serving.buffer import Buffer
 from control_plane.serving.fleet import AgentLink, Fleet
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece, outcome_summary
 from control_plane.serving.observer import SchedulerObserver
 from paddler import protocol
 
@@ -43,28 +48,32 @@ class Scheduler:
         self.max_buffered = max_buffered
         self.max_attempts = max_attempts
         self.counters: Counter[str] = Counter()
-        self._queues: dict[str, deque[InferenceJob]] = {}
+        self._buffer = Buffer()
+        self._stalled: set[AgentLink] = set()  # missed a deadline; no work until it answers
+        self._leaving: set[AgentLink] = set()  # said goodbye: its loss is no crash
 
     # requests
 
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
-        queue = self._queues.setdefault(job.pool, deque())
+        waiting = self._buffer.waiting_like(job)
         no_free_slot = (
-            bool(queue)
-            or choose_agent(self.fleet.in_pool(job.pool), embeddings=job.wants_embeddings) is None
+            bool(waiting)
+            or choose_agent(self._candidates(job.pool), embeddings=job.wants_embeddings) is None
         )
-        if no_free_slot and len(queue) >= self.max_buffered:
+        if no_free_slot and len(waiting) >= self.max_buffered:
             self.counters["rejected_buffer_full"] += 1
             self.observer.job_rejected(job)
             logger.warning("rejected job %s: buffer of %s is full", job.id, job.pool)
-            raise BufferFull(job.pool, len(queue))
-        queue.append(job)
+            raise BufferFull(job.pool, len(waiting))
+        self._buffer.append(job)
         self.counters["submitted"] += 1
         self.observer.job_submitted(job)
         self.pump(job.pool)
         if job.waiting:
-            logger.info("buffered job %s for %s at position %d", job.id, job.pool, len(queue))
+            logger.info(
+                "buffered job %s for %s at position %d", job.id, job.pool, self.position(job)
+            )
 
     def withdraw(self, job: InferenceJob, reason: str) -> None:
         """The client is gone or gave up: drop the job from the queue or cancel it on its agent."""
@@ -74,9 +83,9 @@ class Scheduler:
         self.counters[f"withdrawn_{reason}"] += 1
         self.observer.job_withdrawn(job, reason)
         if job.agent is None:
-            self._queues[job.pool].remove(job)
+            self._buffer.remove(job)
             logger.info(
-                "job %s left the queue of %s: %s", job.id, job.pool, reason, extra=_tagged(job)
+                "job %s left the queue of %s: %s", job.id, job.pool, reason, extra=job.log_extra
             )
         else:
             job.agent.send(protocol.Cancel(job_id=job.id))
@@ -85,44 +94,47 @@ class Scheduler:
                 job.id,
                 job.agent.name,
                 reason,
-                extra=_tagged(job),
+                extra=job.log_extra,
             )
 
     def position(self, job: InferenceJob) -> int:
-        """1-based place of a waiting job in its pool's queue (0 if it is not waiting)."""
-        try:
-            return self._queues[job.pool].index(job) + 1
-        except (KeyError, ValueError):
-            return 0
+        """1-based place of a waiting job among its pool's jobs of its kind (0: not waiting)."""
+        return self._buffer.position(job)
 
     def queued(self, pool: str) -> int:
-        return len(self._queues.get(pool, ()))
+        return self._buffer.count(pool)
 
     def buffered(self, pool: str) -> list[InferenceJob]:
         """The jobs of ``pool`` waiting for a slot, oldest first."""
-        return list(self._queues.get(pool, ()))
+        return self._buffer.waiting(pool)
 
     def pump(self, pool: str) -> None:
         """Dispatch waiting jobs, oldest first, to agents that can take them."""
-        queue = self._queues.get(pool)
+        queue = self._buffer.waiting(pool)
         if not queue:
             return
-        agents = self.fleet.in_pool(pool)
+        agents = self._candidates(pool)
         embedding_slots_left = True
-        for job in list(queue):
+        for job in queue:
             if job.wants_embeddings and not embedding_slots_left:
                 continue
-            link = choose_agent(agents, embeddings=job.wants_embeddings)
+            # an agent still letting go of this job (given up on) cannot take it again yet
+            fit = [agent for agent in agents if job.id not in agent.jobs]
+            link = choose_agent(fit, embeddings=job.wants_embeddings)
             if link is None:
                 if not job.wants_embeddings:
                     return  # no agent has a free slot
                 embedding_slots_left = False
                 continue
-            queue.remove(job)
+            self._buffer.remove(job)
             self._assign(job, link)
+
+    def _candidates(self, pool: str) -> list[AgentLink]:
+        return [link for link in self.fleet.in_pool(pool) if link not in self._stalled]
 
     def _assign(self, job: InferenceJob, link: AgentLink) -> None:
         job.agent = link
+        job.dispatched_at = time.monotonic()
         job.attempts += 1
         link.jobs[job.id] = job
         link.last_assigned_at = time.monotonic()
@@ -138,7 +150,7 @@ class Scheduler:
             waited,
             len(link.jobs),
             link.slots,
-            extra=_tagged(job),
+            extra=job.log_extra,
         )
 
     # agents
@@ -153,34 +165,20 @@ class Scheduler:
     def agent_left(self, link: AgentLink) -> None:
         if self.fleet.remove(link):
             self._release_jobs_of(link)
+        self._stalled.discard(link)
+        self._leaving.discard(link)
 
     def agent_message(self, link: AgentLink, message: protocol.AgentMessage) -> None:
         match message:
             case protocol.Status():
-                was = link.state
-                if message.issues != link.issues:
-                    for issue in message.issues:
-                        logger.warning("agent %s reports: %s", link.name, issue)
-                link.applied_version = message.applied_version
-                link.model = message.model  # a desired state may change the model and slots
-                link.slots = message.slots_total or link.slots
-                link.reported_state = message.state
-                link.issues = message.issues
-                link.engine = message.engine
-                link.cpu = message.cpu or link.cpu
-                link.download_progress = message.download_progress
+                became_ready = apply_status(link, message)
                 self.observer.agent_status(link, message)
-                if link.state == "ready" and was != "ready":
-                    logger.info(
-                        "agent %s is ready with %d slots (%s)",
-                        link.name,
-                        link.slots,
-                        link.cpu.summary if link.cpu else "cpu path not reported",
-                    )
+                if became_ready:
                     self.pump(link.pool)
             case protocol.Token():
+                self._heard_from(link)
                 job = link.jobs.get(message.job_id)
-                if job is not None and not job.withdrawn:
+                if job is not None and job.agent is link and not job.withdrawn and not job.finished:
                     if not job.started:
                         self.observer.job_started(job, link)
                     job.started = True
@@ -192,32 +190,65 @@ class Scheduler:
             case protocol.Hello():
                 logger.warning("agent %s sent a second hello; ignored", link.name)
             case protocol.Goodbye():
+                self._leaving.add(link)
                 logger.info("agent %s is leaving: %s", link.name, message.reason)
+
+    def deadline_passed(self, job: InferenceJob, waited: float) -> None:
+        """``job``'s agent sent nothing for it in time: cancel it there (the slot stays taken
+        until the agent confirms), give that agent no work until it answers, retry or fail."""
+        link = job.agent
+        if not isinstance(link, AgentLink) or job.finished or job.withdrawn:
+            return
+        self._stalled.add(link)
+        self.counters["agent_stalled"] += 1
+        logger.warning(
+            "agent %s sent nothing for job %s in %.0fs; no new work goes to it until it answers",
+            link.name,
+            job.id,
+            waited,
+            extra=job.log_extra,
+        )
+        link.send(protocol.Cancel(job_id=job.id))
+        failure = endings.after_deadline(job, link.name, waited, max_attempts=self.max_attempts)
+        self._retry_or_fail(job, link, failure)
+        self.pump(link.pool)
+
+    def _heard_from(self, link: AgentLink) -> None:
+        if link in self._stalled:
+            self._stalled.discard(link)
+            logger.info("agent %s answers again; it gets work again", link.name)
+            self.pump(link.pool)
 
     def _finish(
         self, link: AgentLink, job_id: str, outcome: protocol.Done | protocol.Embeddings | Failed
     ) -> None:
+        self._heard_from(link)
         job = link.jobs.pop(job_id, None)
         if job is None:
             logger.warning("agent %s finished unknown job %s", link.name, job_id)
             return
-        job.finished = True
-        self.observer.job_finished(job, link, outcome)
-        if isinstance(outcome, Failed):
-            self.counters["failed"] += 1
-            logger.warning(
-                "job %s failed on agent %s: %s", job.id, link.name, outcome.code, extra=_tagged(job)
-            )
+        if job.agent is not link or job.finished:
+            logger.info("agent %s let go of job %s, given up on earlier", link.name, job.id)
+        elif job.withdrawn:
+            job.finished = True
+            self.counters["failed" if isinstance(outcome, Failed) else "finished"] += 1
+            self.observer.job_finished(job, link, outcome)
+        elif isinstance(outcome, protocol.Done) and outcome.finish_reason == "cancelled":
+            failure = endings.after_agent_stopped(job, link.name, max_attempts=self.max_attempts)
+            self._retry_or_fail(job, link, failure)
+        elif isinstance(outcome, Failed):
+            self._fail(job, link, outcome)
         else:
+            job.finished = True
             self.counters["finished"] += 1
+            self.observer.job_finished(job, link, outcome)
             logger.info(
                 "job %s finished on agent %s: %s",
                 job.id,
                 link.name,
-                _summary(outcome),
-                extra=_tagged(job),
+                outcome_summary(outcome),
+                extra=job.log_extra,
             )
-        if not job.withdrawn:
             job.events.put_nowait(outcome)
         self.pump(link.pool)
 
@@ -225,45 +256,45 @@ class Scheduler:
         """The agent is gone: retry what it had not started, fail what it had."""
         jobs = sorted(link.jobs.values(), key=lambda job: job.enqueued_at, reverse=True)
         link.jobs.clear()
-        queue = self._queues.setdefault(link.pool, deque())
+        said_goodbye = link in self._leaving
         for job in jobs:
-            if job.withdrawn or job.finished:
+            if job.withdrawn or job.finished or job.agent is not link:
                 continue
-            if not job.started and job.attempts < self.max_attempts:
-                job.agent = None
-                queue.appendleft(job)
-                self.counters["requeued"] += 1
-                self.observer.job_requeued(job, link)
-                logger.warning(
-                    "agent %s lost before job %s started; requeued at the head",
-                    link.name,
-                    job.id,
-                    extra=_tagged(job),
-                )
-                job.events.put_nowait(Requeued(agent_name=link.name))
-            else:
-                job.finished = True
-                self.counters["agent_lost"] += 1
-                logger.warning(
-                    "agent %s lost while running job %s", link.name, job.id, extra=_tagged(job)
-                )
-                lost = Failed("agent_lost", f"agent {link.name} was lost while serving the request")
-                self.observer.job_finished(job, link, lost)
-                job.events.put_nowait(lost)
+            failure = endings.after_agent_lost(
+                job, link.name, max_attempts=self.max_attempts, said_goodbye=said_goodbye
+            )
+            self._retry_or_fail(job, link, failure)
         self.pump(link.pool)
 
+    def _retry_or_fail(self, job: InferenceJob, link: AgentLink, failure: Failed | None) -> None:
+        """Put ``job``, which ``link`` will not answer, back at the head of its queue, or fail
+        it with ``failure``."""
+        if failure is not None:
+            self._fail(job, link, failure)
+            return
+        job.agent = None
+        self._buffer.put_back(job)
+        self.counters["requeued"] += 1
+        self.observer.job_requeued(job, link)
+        logger.warning(
+            "agent %s will not answer job %s, which had no token yet; requeued at the head%s",
+            link.name,
+            job.id,
+            " (suspect: an agent was lost prefilling it)" if job.agents_lost_in_prefill else "",
+            extra=job.log_extra,
+        )
+        job.events.put_nowait(Requeued(agent_name=link.name))
 
-def _tagged(job: InferenceJob) -> dict[str, str]:
-    """Log ``extra`` that ties a line to the client request (see paddler/logs/py)."""
-    return {"request_id": job.request_id}
-
-
-def _summary(outcome: protocol.Done | protocol.Embeddings) -> str:
-    """What a finished job produced, for the log."""
-    if isinstance(outcome, protocol.Embeddings):
-        return f"{len(outcome.vectors)} embeddings of {outcome.prompt_tokens} tokens"
-    usage = outcome.usage
-    return (
-        f"{outcome.finish_reason}, {usage.prompt_tokens}+{usage.completion_tokens} tokens "
-        f"in {outcome.seconds_total:.2f}s"
-    )
+    def _fail(self, job: InferenceJob, link: AgentLink, failure: Failed) -> None:
+        job.finished = True
+        self.counters[failure.code if failure.code in endings.CODES else "failed"] += 1
+        self.observer.job_finished(job, link, failure)
+        logger.warning(
+            "job %s failed on agent %s: %s: %s",
+            job.id,
+            link.name,
+            failure.code,
+            failure.message,
+            extra=job.log_extra,
+        )
+        job.events.put_nowait(failure)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from control_plane.serving import endings
 from control_plane.serving.fleet import AgentLink
 from control_plane.serving.jobs import Failed, InferenceJob
 from control_plane.serving.observer import SchedulerObserver
@@ -48,7 +49,8 @@ class ServingMetrics(SchedulerObserver):
         self.job_events = Counter(
             "paddler_job_events",
             "Jobs by what happened to them: submitted, rejected, dispatched, requeued, "
-            "finished, failed, agent_lost, withdrawn_<reason>",
+            "finished, failed, agent_lost, shutdown, agent_timeout, job_crashed_agents, "
+            "withdrawn_<reason>",
             ["pool", "event"],
             registry=registry,
         )
@@ -125,7 +127,7 @@ class ServingMetrics(SchedulerObserver):
     def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         pool = job.pool
         if isinstance(outcome, Failed):
-            event = "agent_lost" if outcome.code == "agent_lost" else "failed"
+            event = outcome.code if outcome.code in endings.CODES else "failed"
             self.job_events.labels(pool, event).inc()
             return
         self.job_events.labels(pool, "finished").inc()

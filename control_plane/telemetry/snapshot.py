@@ -15,6 +15,7 @@ from control_plane.db.store import PoolRecord
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.rollout import Rollout
 from control_plane.serving.scheduler import Scheduler
+from paddler.logs import redact_secrets
 from paddler.protocol import CpuPath, EngineStats
 
 
@@ -118,7 +119,7 @@ def pool_snapshot(state: ServingState, name: str) -> PoolSnapshot:
     desired = state.rollout.desired.get(name)
     return PoolSnapshot(
         name=name,
-        model_source=pool.model_source if pool else "",
+        model_source=redact_secrets(pool.model_source) if pool else "",
         agents_connected=load.agents_connected,
         agents_ready=load.agents_ready,
         slots_busy=load.slots_busy,

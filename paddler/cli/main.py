@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "db":
             return run_db(settings, args.action, args.revision)
         if args.command == "control-plane":
+            settings.require_agent_token_off_loopback()
             return _run_until_signalled(_control_plane(settings))
         from paddler.cli.up import run_up
 

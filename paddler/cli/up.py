@@ -1,19 +1,28 @@
 """``paddler up``: a control plane and one local agent, ready to use in one command.
 
 The agent is started by the autoscaler's ``local`` provider with ``min_agents = 1``: it is a
-child process that is replaced if it crashes, and stopped when ``paddler up`` stops.
+child process that is replaced if it crashes, and stopped when ``paddler up`` stops. Its agent
+token is kept in the state directory, so a ``paddler up`` restarted after being killed adopts
+the agent it left running instead of refusing it and starting another.
+
+The banner shows the admin token only on a terminal: stdout sent to a file or a pipe is a log,
+and logs are not where secrets go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from control_plane.management.admin_token import admin_token_path, ensure_admin_token
+from control_plane.management.admin_token import (
+    admin_token_path,
+    ensure_admin_token,
+    ensure_agent_token,
+)
 from control_plane.server import run_control_plane
 from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
@@ -33,7 +42,7 @@ def up_settings(
     agent_args = shlex.join(["--log-level", settings.log_level]) + " " + settings.agent_args
     return replace(
         settings,
-        agent_token=settings.agent_token or secrets.token_urlsafe(24),
+        agent_token=ensure_agent_token(settings),
         provider="local",
         min_agents=min_agents,
         max_agents=max(min_agents, settings.max_agents),
@@ -85,16 +94,13 @@ async def _announce_when_ready(
     base_url = f"http://{state.settings.inference_addr}/v1"
     auth = "\n    -H 'Authorization: Bearer YOUR_KEY' \\" if state.api_keys.required else ""
     management = f"http://{state.settings.management_addr}"
-    token_source = (
-        f"kept in {admin_token_path(state.settings)}" if admin_token_kept else "from your settings"
-    )
     print(
         f"""
 Paddler is serving {pool!r}.
 
   OpenAI base URL:  {base_url}
   Dashboard:        {management}/
-  Admin token:      {state.settings.admin_token}  ({token_source})
+  Admin token:      {_shown_admin_token(state.settings, admin_token_kept, sys.stdout.isatty())}
   Management API:   {management}/api/v1/pools  (Authorization: Bearer <admin token>)
 
   curl {base_url}/chat/completions -H 'Content-Type: application/json' \\{auth}
@@ -104,3 +110,9 @@ Press Ctrl-C to stop.
 """,
         flush=True,
     )
+
+
+def _shown_admin_token(settings: ControlPlaneSettings, kept: bool, terminal: bool) -> str:
+    """The token itself for a person at a terminal; where to find it for anything else."""
+    source = f"kept in {admin_token_path(settings)}" if kept else "from your settings"
+    return f"{settings.admin_token}  ({source})" if terminal else source
