@@ -10,7 +10,12 @@ from typing import Protocol
 
 from agent.engine.embedding_service import EmbeddingService
 from agent.engine.engine import Engine
-from agent.model_sources import DownloadProgress, ModelSourceError, ProgressCallback
+from agent.model_sources import (
+    DownloadProgress,
+    ModelSourceError,
+    ProgressCallback,
+    forget_download,
+)
 from agent.model_swap import (
     ModelPlan,
     ResolveModel,
@@ -102,6 +107,10 @@ class ServedModel:
                 await self.embeddings.load()
         except Exception as error:
             logger.exception("could not load the model")
+            if self.fetch_model is not None and forget_download(self.engine.model_path):
+                logger.warning(
+                    "deleted %s from the model cache: it did not load", self.engine.model_path
+                )
             self._host.set_state("error", (f"model failed to load: {error}",))
             return
         logger.info(
@@ -145,19 +154,29 @@ class ServedModel:
         self.download_progress = None
         self._host.set_state("loading")
         try:
-            path = await self.resolve_model(plan.model_source).fetch(self._on_download_progress)
+            fetcher = self.resolve_model(plan.model_source)
+            path = await fetcher.fetch(self._on_download_progress)
+        except Exception as error:
+            self._failed(desired, error)
+            return
+        try:
             engine = build_engine(plan, path, like=self.engine)
             await engine.load()
             embeddings = rebuild_embeddings(self.embeddings, path)
             if embeddings is not None:
                 await embeddings.load()
         except Exception as error:
-            logger.error("desired state v%d failed: %s", desired.version, error, exc_info=True)
-            issue = f"desired state v{desired.version} could not be applied: {error}"
-            self._host.set_state("error", (issue,))
+            fetcher.forget()
+            self._failed(desired, error)
             return
         self.engine, self.embeddings, self._plan = engine, embeddings, plan
         self.model_source = plan.model_source
         self.applied_version = desired.version
         logger.info("desired state v%d applied: serving %s", desired.version, engine.model_name)
         self._host.set_state("ready")
+
+    def _failed(self, desired: protocol.DesiredState, error: Exception) -> None:
+        """A model that cannot be fetched or loaded leaves the agent in ``error``."""
+        logger.error("desired state v%d failed: %s", desired.version, error, exc_info=True)
+        issue = f"desired state v{desired.version} could not be applied: {error}"
+        self._host.set_state("error", (issue,))

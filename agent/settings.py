@@ -35,6 +35,12 @@ class AgentSettings:
         "", "S3 endpoint for s3:// models (default: AWS_ENDPOINT_URL or AWS's own)"
     )
     s3_region: str = setting("", "S3 region for s3:// models (default: AWS_REGION and co.)")
+    max_model_bytes: int = setting(
+        200 << 30, "largest model download accepted, in bytes (a larger one fails and is deleted)"
+    )
+    download_stall_timeout: float = setting(
+        30.0, "seconds an http(s) model download may receive nothing before the attempt fails"
+    )
     pool: str = setting("", "pool (model name clients ask for); default: the model file's stem")
     slots: int = setting(4, "requests this agent serves at once")
     name: str = setting("", "name shown in the fleet (default: host name and process id)")
@@ -71,7 +77,15 @@ class AgentSettings:
     log_format: str = setting("text", "text, or json for one JSON object per log line")
 
     def __post_init__(self) -> None:
-        require_positive(self, "slots", "context_size", "batch_size", "reconnect_max_delay")
+        require_positive(
+            self,
+            "slots",
+            "context_size",
+            "batch_size",
+            "reconnect_max_delay",
+            "max_model_bytes",
+            "download_stall_timeout",
+        )
         if self.threads < 0 or self.shutdown_grace < 0 or self.kv_size < 0:
             raise SettingsError("threads, kv_size and shutdown_grace cannot be negative")
         require_choice("cpu_repack", self.cpu_repack, CPU_REPACK_CHOICES)

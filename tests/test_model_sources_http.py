@@ -153,7 +153,7 @@ def test_a_file_changed_on_the_server_is_fetched_whole_on_resume(
     server: FileServer, model_bytes: bytes, tmp_path: Path
 ) -> None:
     server.cut_next_after = 1000
-    changed = model_bytes[::-1]
+    changed = model_bytes[:4] + model_bytes[4:][::-1]  # another file, still GGUF
 
     def change_the_file(progress: DownloadProgress) -> None:
         server.files[MODEL_NAME] = changed  # after the first bytes arrived
@@ -183,7 +183,7 @@ def test_a_cached_file_with_another_digest_is_fetched_again(
 ) -> None:
     url = server.url(MODEL_NAME)
     fetcher(url, tmp_path).fetch_blocking(ignore)
-    server.files[MODEL_NAME] = changed = model_bytes[::-1]
+    server.files[MODEL_NAME] = changed = model_bytes[:4] + model_bytes[4:][::-1]
     path = fetcher(url, tmp_path, sha=sha256(changed)).fetch_blocking(ignore)
     assert path.read_bytes() == changed
     assert len(server.requests) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,11 @@ def test_swapping_the_model_under_load_fails_no_request(
     assert pool_view["agents_applying"] == []
 
 
-def test_a_model_that_cannot_load_leaves_the_agent_in_error_until_fixed(
+def fail_the_only_agents_swap(
     control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path, tmp_path: Path
-) -> None:
+) -> Callable[[], dict[str, Any]]:
+    """Start one agent on the tiny model, then ask its pool for a model file that does not
+    exist; returns once the agent reports ``error``, with a way to read the agent's view."""
     pool = tiny_model_path.stem
     start_agent("only", model=tiny_model_path, slots=1)
     url = f"{control_plane.management_url}/api/v1/pools/{pool}/desired-state"
@@ -171,6 +174,15 @@ def test_a_model_that_cannot_load_leaves_the_agent_in_error_until_fixed(
         return found
 
     wait_until(lambda: agent()["state"] == "error", timeout=60, what="the agent in error")
+    return agent
+
+
+def test_a_model_that_cannot_load_leaves_the_agent_in_error_until_fixed(
+    control_plane: ControlPlane, start_agent: StartAgent, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    pool = tiny_model_path.stem
+    url = f"{control_plane.management_url}/api/v1/pools/{pool}/desired-state"
+    agent = fail_the_only_agents_swap(control_plane, start_agent, tiny_model_path, tmp_path)
     assert any("model file not found" in issue for issue in agent()["issues"]), agent()
     assert agent()["applied_version"] == 0
     assert _swaps(control_plane, pool, "failed") == 1

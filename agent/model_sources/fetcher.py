@@ -13,15 +13,17 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.model_sources.http_download import fetch_http, shown
+from agent.model_sources.http_download import DEFAULT_STALL_SECONDS, fetch_http, shown
 from agent.model_sources.s3_download import fetch_s3, s3_client
 from agent.model_sources.transfer import (
+    DEFAULT_MAX_MODEL_BYTES,
     READ_CHUNK_BYTES,
     DownloadProgress,
     ProgressCallback,
     Transfer,
     cache_lock,
     cached,
+    forget_download,
 )
 from paddler.model_source import ModelSource, ModelSourceError
 
@@ -46,7 +48,9 @@ class ModelFetcher:
     Network failures are retried ``attempts`` times in all, each resuming where the last one
     stopped, after ``retry_delay`` seconds doubling each time. ``s3`` is the client for
     ``s3://`` sources (default: one made from ``s3_endpoint_url``, ``s3_region`` and the
-    standard AWS configuration).
+    standard AWS configuration). A download larger than ``max_bytes`` fails (at once when the
+    server says its size, else once that many bytes came); an http(s) server silent for
+    ``stall_timeout`` seconds fails the attempt.
     """
 
     source: ModelSource
@@ -57,6 +61,8 @@ class ModelFetcher:
     s3: S3Client | None = None
     attempts: int = DEFAULT_ATTEMPTS
     retry_delay: float = 1.0
+    max_bytes: int = DEFAULT_MAX_MODEL_BYTES
+    stall_timeout: float = DEFAULT_STALL_SECONDS
 
     @property
     def path(self) -> Path:
@@ -94,7 +100,13 @@ class ModelFetcher:
                 logger.info("using %s, cached at %s", self.shown_source, self.path)
                 on_progress(DownloadProgress(size, size))
                 return self.path
-            return self._download(Transfer(self.path, on_progress, cancelled))
+            transfer = Transfer(self.path, on_progress, cancelled, max_bytes=self.max_bytes)
+            return self._download(transfer)
+
+    def forget(self) -> None:
+        """Drop a downloaded copy llama.cpp could not load: the next fetch downloads again."""
+        if self.source.kind != "local" and forget_download(self.path):
+            logger.warning("deleted %s from the model cache: it did not load", self.path)
 
     def _download(self, transfer: Transfer) -> Path:
         started, resumed_from = time.monotonic(), transfer.resume_from
@@ -129,7 +141,7 @@ class ModelFetcher:
 
     def _attempt(self, transfer: Transfer) -> None:
         if self.source.kind == "http":
-            fetch_http(transfer, self.source.location)
+            fetch_http(transfer, self.source.location, stall_timeout=self.stall_timeout)
             return
         if self.s3 is None:
             self.s3 = s3_client(self.s3_endpoint_url, self.s3_region)

@@ -10,13 +10,18 @@ import httpx
 from agent.model_sources.transfer import Transfer
 from paddler.model_source import ModelSourceError
 
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_STALL_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 
 
-def fetch_http(transfer: Transfer, url: str) -> None:
+def fetch_http(
+    transfer: Transfer, url: str, *, stall_timeout: float = DEFAULT_STALL_SECONDS
+) -> None:
     """One attempt: get the rest of ``url`` into ``transfer`` (all of it when nothing is on disk
-    or the server's copy changed since)."""
+    or the server's copy changed since). A server that sends nothing for ``stall_timeout``
+    seconds fails the attempt (the next one resumes)."""
+    timeout = httpx.Timeout(stall_timeout, connect=min(stall_timeout, CONNECT_TIMEOUT_SECONDS))
     offset = transfer.resume_from
     headers = {"Accept-Encoding": "identity"}
     if offset:
@@ -26,11 +31,11 @@ def fetch_http(transfer: Transfer, url: str) -> None:
             headers["If-Range"] = validator  # changed since: the server sends it all (200)
     try:
         with httpx.stream(
-            "GET", url, headers=headers, follow_redirects=True, timeout=TIMEOUT
+            "GET", url, headers=headers, follow_redirects=True, timeout=timeout
         ) as response:
             if response.status_code == 416 and offset:
                 transfer.discard()  # more on disk than the server has: start over
-                return fetch_http(transfer, url)
+                return fetch_http(transfer, url, stall_timeout=stall_timeout)
             _check_status(response, url)
             start, total = _extent(response, url)
             if start != offset and start != 0:
@@ -41,6 +46,11 @@ def fetch_http(transfer: Transfer, url: str) -> None:
             transfer.start(offset=start, total=total, validator=_validator(response))
             for chunk in response.iter_raw():  # as it comes: a broken body keeps what arrived
                 transfer.write(chunk)
+    except httpx.ReadTimeout as error:
+        raise ModelSourceError(
+            f"{shown(url)} sent nothing for {stall_timeout:g}s; the download stalled",
+            transient=True,
+        ) from error
     except httpx.HTTPError as error:
         raise ModelSourceError(
             f"network error while downloading {shown(url)}: {error or type(error).__name__}",

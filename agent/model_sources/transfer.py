@@ -4,7 +4,8 @@ Bytes go to ``<file>.part``, hashed as they arrive; a later attempt appends to w
 one left. Once complete (and its sha256 checked, when known) the part is renamed into place, so
 a file under its final name is always whole. ``<file>.json`` beside it records the download:
 the server's validator (ETag) a resume must match, and, once complete, the size and digest that
-let the next start reuse the file without asking the server.
+let the next start reuse the file without asking the server. A download larger than its cap, or
+one that is not a GGUF file, is deleted rather than kept.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from paddler.model_source import ModelSourceError
 
 PROGRESS_INTERVAL_SECONDS = 0.25
 READ_CHUNK_BYTES = 1 << 20
+DEFAULT_MAX_MODEL_BYTES = 200 << 30
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,15 @@ class Transfer:
     """One file's download, resumable across attempts (and across processes)."""
 
     def __init__(
-        self, destination: Path, on_progress: ProgressCallback, cancelled: threading.Event
+        self,
+        destination: Path,
+        on_progress: ProgressCallback,
+        cancelled: threading.Event,
+        *,
+        max_bytes: int = DEFAULT_MAX_MODEL_BYTES,
     ) -> None:
         self.destination = destination
+        self.max_bytes = max_bytes
         self.part = destination.with_name(destination.name + ".part")
         self.record = destination.with_name(destination.name + ".json")
         self.on_progress = on_progress
@@ -84,6 +93,8 @@ class Transfer:
     ) -> None:
         """The server's bytes begin at ``offset`` (0, or :attr:`resume_from` to resume)."""
         self.close()
+        if total is not None and total > self.max_bytes:
+            self._refuse_size(f"is {total} bytes")
         if offset > self.resume_from:
             raise ValueError(f"cannot resume at {offset}: only {self.resume_from} bytes on disk")
         self.total, self._validator, self.remote_sha256 = total, validator, remote_sha256
@@ -102,6 +113,8 @@ class Transfer:
         if self.cancelled.is_set():
             raise ModelSourceError("the model download was cancelled")
         assert self._file is not None, "start() first"
+        if self.done + len(chunk) > self.max_bytes:
+            self._refuse_size(f"passed {self.max_bytes} bytes and was still coming")
         self._file.write(chunk)
         self._hash.update(chunk)
         self.done += len(chunk)
@@ -129,6 +142,14 @@ class Transfer:
                 f"the download of {what} stopped after {self.done} of {self.total} bytes",
                 transient=True,
             )
+        with self.part.open("rb") as file:
+            head = file.read(len(GGUF_MAGIC))
+        if head != GGUF_MAGIC:
+            self.discard()
+            raise ModelSourceError(
+                f"{what} is not a GGUF model file (it starts with {head!r}); "
+                "the downloaded file was deleted"
+            )
         digest = self._hash.hexdigest()
         wanted = expected_sha256 or self.remote_sha256
         if wanted is not None and digest != wanted:
@@ -146,6 +167,13 @@ class Transfer:
         self._report(force=True)
         return self.destination
 
+    def _refuse_size(self, size: str) -> NoReturn:
+        self.discard()
+        raise ModelSourceError(
+            f"the model {size}, more than max_model_bytes ({self.max_bytes}); "
+            "the downloaded part was deleted"
+        )
+
     def _report(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._reported_at >= PROGRESS_INTERVAL_SECONDS:
@@ -161,6 +189,17 @@ def cached(destination: Path, expected_sha256: str | None) -> bool:
     if record.get("size") != destination.stat().st_size:
         return False
     return expected_sha256 is None or record.get("sha256") == expected_sha256
+
+
+def forget_download(destination: Path) -> bool:
+    """Delete ``destination`` if it is a complete earlier download (a model llama.cpp could
+    not load), so the next fetch downloads it again; a file the cache did not write is kept."""
+    record = destination.with_name(destination.name + ".json")
+    if read_record(record).get("complete") is not True:
+        return False
+    destination.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
+    return True
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from control_plane.inference.chat_requests import (
 from control_plane.inference.embedding_requests import parse_embeddings
 from control_plane.serving.desired_state import apply_defaults
 from control_plane.serving.jobs import InferenceJob, TextPiece
+from control_plane.serving.pool_health import all_agents_broken
 from control_plane.serving.relay import KeepAlive, Patience, Update, Waiting, follow
 from control_plane.serving.scheduler import BufferFull
 from control_plane.state import ControlPlane, current_control_plane
@@ -97,6 +98,10 @@ def _submit(
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
         raise serving_errors.capacity_unavailable(failing)
+    broken = all_agents_broken(state.fleet.in_pool(model))
+    if broken is not None and not _booting(state, model):
+        logger.info("refused a request for %s at once: %s", model, broken)
+        raise serving_errors.capacity_unavailable(broken)
     desired = state.rollout.desired.get(model)
     if desired is not None and isinstance(job_request, GenerationRequest):
         job_request = apply_defaults(job_request, desired.inference_defaults)
@@ -128,6 +133,11 @@ async def _serve(call: InferenceCall) -> Response:
         return await _collect(call, updates)
     finally:
         state.scheduler.withdraw(job, "client_disconnected")
+
+
+def _booting(state: ControlPlane, pool: str) -> bool:
+    """Whether the autoscaler is starting a machine for ``pool``, whose agent may serve."""
+    return state.autoscaling.instance_counts().get(pool, {}).get("booting", 0) > 0
 
 
 def _retry_after(state: ControlPlane, pool: str) -> int:

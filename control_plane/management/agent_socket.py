@@ -150,6 +150,7 @@ async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -
     last_state = link.state
     assembly = EmbeddingAssembly()
     closing = asyncio.ensure_future(state.closing.wait())
+    receiving: asyncio.Future[str | bytes] | None = None
     try:
         while True:
             receiving = asyncio.ensure_future(websocket.receive())
@@ -171,8 +172,10 @@ async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -
             if link.state != last_state:
                 recorder.state_changed(link.state)
                 last_state = link.state
-    finally:
+    finally:  # a receive left waiting on a lost socket would be destroyed pending later
         closing.cancel()
+        if receiving is not None:
+            receiving.cancel()
 
 
 def _relay(

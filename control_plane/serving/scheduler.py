@@ -22,16 +22,12 @@ from control_plane.serving.buffer import Buffer
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece, outcome_summary
 from control_plane.serving.observer import SchedulerObserver
+from control_plane.serving.rejections import BufferFull, RejectionLog
 from paddler import protocol
 
+__all__ = ["BufferFull", "Scheduler"]
+
 logger = logging.getLogger("paddler.scheduler")
-
-
-class BufferFull(Exception):
-    def __init__(self, pool: str, size: int) -> None:
-        super().__init__(f"the request buffer of model {pool!r} is full ({size} waiting)")
-        self.pool = pool
-        self.size = size
 
 
 class Scheduler:
@@ -48,6 +44,7 @@ class Scheduler:
         self.max_buffered = max_buffered
         self.max_attempts = max_attempts
         self.counters: Counter[str] = Counter()
+        self.rejections = RejectionLog()
         self._buffer = Buffer()
         self._stalled: set[AgentLink] = set()  # missed a deadline; no work until it answers
         self._leaving: set[AgentLink] = set()  # said goodbye: its loss is no crash
@@ -64,8 +61,9 @@ class Scheduler:
         if no_free_slot and len(waiting) >= self.max_buffered:
             self.counters["rejected_buffer_full"] += 1
             self.observer.job_rejected(job)
-            logger.warning("rejected job %s: buffer of %s is full", job.id, job.pool)
+            self.rejections.rejected(job.pool, len(waiting))
             raise BufferFull(job.pool, len(waiting))
+        self.rejections.accepted(job.pool)
         self._buffer.append(job)
         self.counters["submitted"] += 1
         self.observer.job_submitted(job)

@@ -167,6 +167,8 @@ def _model_fetcher(settings: AgentSettings) -> ModelFetcher:
         Path(settings.model_cache) if settings.model_cache else default_cache_dir(),
         s3_endpoint_url=settings.s3_endpoint_url or None,
         s3_region=settings.s3_region or None,
+        max_bytes=settings.max_model_bytes,
+        stall_timeout=settings.download_stall_timeout,
     )
 
 

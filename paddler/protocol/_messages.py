@@ -120,7 +120,6 @@ class Job(Message):
     type: Literal["job"] = "job"
     job_id: str
     request: JobRequest
-    deadline: float | None = None
     request_id: str = ""  # the client request's id (X-Request-Id), for the agent's logs
 
 
