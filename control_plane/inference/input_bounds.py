@@ -28,6 +28,12 @@ _CLOSERS = {"(": ")", "{": "}"}  # groups and repetition counts, outside literal
 
 def reject_lone_surrogates(body: dict[str, object]) -> None:
     """Every string of ``body`` (keys too) must be valid Unicode: ``"\\ud800"`` alone is not."""
+    try:  # the common case at C speed: only a body that cannot be encoded is walked
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return
     pending: list[tuple[tuple[int | str, ...], object]] = [((), body)]
     while pending:
         location, value = pending.pop()

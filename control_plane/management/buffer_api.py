@@ -50,7 +50,7 @@ async def pool_buffer(pool: str, query_args: BufferQuery) -> PoolBuffer:
                 id=job.id,
                 kind=job.request.kind,
                 position=position,
-                age_seconds=round(now - job.enqueued_at, 3),
+                age_seconds=round(now - job.admitted_at, 3),
                 attempts=job.attempts,
             )
             for position, job in enumerate(waiting[: query_args.limit], start=1)

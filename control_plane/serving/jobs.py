@@ -48,7 +48,7 @@ class InferenceJob:
     request: JobRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     request_id: str = field(default_factory=current_request_id.get)  # of the client request
-    enqueued_at: float = field(default_factory=time.monotonic)
+    admitted_at: float = field(default_factory=time.monotonic)  # the client request was admitted
     queued_at: float = field(default_factory=time.monotonic)  # entered the buffer (again)
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
     agent: Assignee | None = None

@@ -84,7 +84,7 @@ async def follow(
             except TimeoutError:
                 if job.waiting:
                     yield Waiting(
-                        scheduler.position(job), time.monotonic() - job.enqueued_at, expected_wait()
+                        scheduler.position(job), time.monotonic() - job.admitted_at, expected_wait()
                     )
                 else:
                     yield KeepAlive()

@@ -139,7 +139,7 @@ class Scheduler:
         link.send(protocol.Job(job_id=job.id, request=job.request, request_id=job.request_id))
         self.counters["dispatched"] += 1
         self.observer.job_dispatched(job, link)
-        waited = time.monotonic() - job.enqueued_at
+        waited = time.monotonic() - job.admitted_at
         logger.info(
             "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy)",
             job.id,
@@ -252,7 +252,7 @@ class Scheduler:
 
     def _release_jobs_of(self, link: AgentLink) -> None:
         """The agent is gone: retry what it had not started, fail what it had."""
-        jobs = sorted(link.jobs.values(), key=lambda job: job.enqueued_at, reverse=True)
+        jobs = sorted(link.jobs.values(), key=lambda job: job.admitted_at, reverse=True)
         link.jobs.clear()
         said_goodbye = link in self._leaving
         for job in jobs:

@@ -116,10 +116,10 @@ class ServingMetrics(SchedulerObserver):
     def job_dispatched(self, job: InferenceJob, link: AgentLink) -> None:
         self.job_events.labels(job.pool, "dispatched").inc()
         if job.attempts == 1:
-            self.queue_wait.labels(job.pool).observe(_seconds_since(job.enqueued_at))
+            self.queue_wait.labels(job.pool).observe(_seconds_since(job.admitted_at))
 
     def job_started(self, job: InferenceJob, link: AgentLink) -> None:
-        self.time_to_first_token.labels(job.pool).observe(_seconds_since(job.enqueued_at))
+        self.time_to_first_token.labels(job.pool).observe(_seconds_since(job.admitted_at))
 
     def job_requeued(self, job: InferenceJob, link: AgentLink) -> None:
         self.job_events.labels(job.pool, "requeued").inc()
@@ -131,7 +131,7 @@ class ServingMetrics(SchedulerObserver):
             self.job_events.labels(pool, event).inc()
             return
         self.job_events.labels(pool, "finished").inc()
-        self.duration.labels(pool).observe(_seconds_since(job.enqueued_at))
+        self.duration.labels(pool).observe(_seconds_since(job.admitted_at))
         if isinstance(outcome, protocol.Embeddings):
             self.prompt_tokens.labels(pool).inc(outcome.prompt_tokens)
             return
