@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from control_plane import errors
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued
 from control_plane.serving.relay import KeepAlive, Patience, Update, follow
 from control_plane.serving.scheduler import BufferFull, Scheduler
 from paddler import protocol
@@ -25,6 +25,11 @@ from tests.test_scheduler import (
     sent,
     submit,
 )
+
+
+def text_of(update: object) -> str:
+    assert isinstance(update, protocol.Token), update
+    return update.text
 
 
 def cancelled(job_id: str, tokens: int = 3) -> protocol.Done:
@@ -73,7 +78,7 @@ async def test_shutdown_failure_is_a_503_for_the_client() -> None:
     scheduler.agent_message(agent, protocol.Token(job_id=job.id, text="Once"))
     scheduler.agent_message(agent, cancelled(job.id))
     updates = follow(job, scheduler, patience())
-    assert await anext(updates) == TextPiece("Once")
+    assert text_of(await anext(updates)) == "Once"
     with pytest.raises(errors.OpenAIError) as raised:
         await anext(updates)
     assert raised.value.status == 503 and raised.value.code == "shutdown"
@@ -176,7 +181,7 @@ async def test_silent_agent_is_given_up_on_and_the_job_goes_elsewhere() -> None:
     assert later.waiting, "a stalled agent gets no new work"
     scheduler.agent_message(stuck, protocol.Token(job_id=job.id, text="late"))
     assert later.agent is stuck, "it answers again, so it gets work again"
-    assert not any(isinstance(event, TextPiece) for event in events(job))
+    assert not any(isinstance(event, protocol.Token) for event in events(job))
     scheduler.agent_message(stuck, cancelled(job.id))
     assert stuck.jobs == {later.id: later} and not job.finished
     scheduler.agent_message(healthy, done(job.id))
@@ -239,7 +244,9 @@ async def test_follower_keeps_alive_then_moves_a_job_whose_agent_stays_silent() 
     assert job.agent is healthy
     scheduler.agent_message(healthy, protocol.Token(job_id=job.id, text="Hi"))
     scheduler.agent_message(healthy, done(job.id))
-    assert [update async for update in updates] == [TextPiece("Hi"), done(job.id)]
+    updates_seen = [update async for update in updates]
+    assert [type(update).__name__ for update in updates_seen] == ["Token", "Done"]
+    assert text_of(updates_seen[0]) == "Hi" and updates_seen[1] == done(job.id)
 
 
 async def test_follower_fails_a_started_job_whose_agent_stalls() -> None:
@@ -248,7 +255,7 @@ async def test_follower_fails_a_started_job_whose_agent_stalls() -> None:
     [job] = submit(scheduler, REQUEST)
     scheduler.agent_message(agent, protocol.Token(job_id=job.id, text="Once"))
     updates = follow(job, scheduler, patience(stall=0.1, keepalive=0.02))
-    assert await anext(updates) == TextPiece("Once")
+    assert text_of(await anext(updates)) == "Once"
     with pytest.raises(errors.OpenAIError) as raised:
         while True:
             assert await anext(updates) == KeepAlive()
@@ -263,10 +270,10 @@ async def test_tokens_waiting_behind_a_slow_client_are_no_stall() -> None:
     sent(agent)
     updates = follow(job, scheduler, patience(stall=0.05, keepalive=0.01))
     scheduler.agent_message(agent, protocol.Token(job_id=job.id, text="Once"))
-    assert await anext(updates) == TextPiece("Once")
+    assert text_of(await anext(updates)) == "Once"
     scheduler.agent_message(agent, protocol.Token(job_id=job.id, text=" upon"))
     await asyncio.sleep(0.2)  # the client reads nothing meanwhile; the agent was not silent
-    assert await anext(updates) == TextPiece(" upon")
+    assert text_of(await anext(updates)) == " upon"
     assert sent(agent) == [] and scheduler.counters["agent_stalled"] == 0
     scheduler.agent_message(agent, done(job.id))
     assert [update async for update in updates] == [done(job.id)]

@@ -63,7 +63,7 @@ def test_control_plane_messages_round_trip(message: protocol.Message) -> None:
 
 def test_frames_carry_type_and_protocol_version() -> None:
     frame = protocol.encode(protocol.Cancel(job_id="j"))
-    assert '"type":"cancel"' in frame and '"protocol":1' in frame
+    assert '"type":"cancel"' in frame and f'"protocol":{protocol.PROTOCOL_VERSION}' in frame
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from control_plane.serving.balancer import choose_agent
 from control_plane.serving.fleet import AgentLink, Fleet
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued
 from control_plane.serving.scheduler import BufferFull, Scheduler
 from paddler import protocol
 
@@ -126,7 +126,7 @@ async def test_withdrawn_running_job_is_cancelled_and_holds_slot_until_agent_con
     )
     scheduler.agent_message(agent, cancelled)
     assert waiting.agent is agent
-    assert not any(isinstance(event, TextPiece) for event in events(running))
+    assert not any(isinstance(event, protocol.Token) for event in events(running))
 
 
 async def test_agent_lost_before_first_token_requeues_at_head() -> None:

@@ -35,6 +35,7 @@ from paddler.protocol import (
     EngineStats,
     FinishReason,
     GenerationRequest,
+    TokenLogprob,
     Usage,
 )
 
@@ -143,8 +144,12 @@ class Engine:
         request: GenerationRequest,
         on_text: Callable[[str], None],
         stop: threading.Event,
+        *,
+        on_logprobs: Callable[[tuple[TokenLogprob, ...]], None] | None = None,
     ) -> GenerationResult:
-        """Serve ``request``, calling ``on_text`` (on the loop) as text is released.
+        """Serve ``request``, calling ``on_text`` (on the loop) as text is released, and
+        ``on_logprobs`` before it with the log probabilities of the tokens that text came from
+        (when the request asked for them).
 
         Setting ``stop`` ends the job before its next token ("cancelled"); so does cancelling
         the awaiting task. Its slot is busy until the decoder has let the sequence go.
@@ -159,7 +164,7 @@ class Engine:
         finished: asyncio.Future[Outcome] = loop.create_future()
         try:
             sequence = await asyncio.to_thread(
-                self._sequence, request, on_text, stop, loop, finished
+                self._sequence, request, on_text, on_logprobs, stop, loop, finished
             )
             self._decoder.submit(sequence)
         except BaseException:
@@ -192,6 +197,7 @@ class Engine:
         self,
         request: GenerationRequest,
         on_text: Callable[[str], None],
+        on_logprobs: Callable[[tuple[TokenLogprob, ...]], None] | None,
         stop: threading.Event,
         loop: asyncio.AbstractEventLoop,
         finished: asyncio.Future[Outcome],
@@ -207,6 +213,10 @@ class Engine:
         def emit(text: str) -> None:
             mailbox.post(on_text, text)
 
+        def emit_logprobs(logprobs: tuple[TokenLogprob, ...]) -> None:
+            assert on_logprobs is not None
+            mailbox.post(on_logprobs, logprobs)
+
         def finish(outcome: Outcome | BaseException) -> None:
             mailbox.post(settle, finished, outcome)
 
@@ -215,6 +225,7 @@ class Engine:
             max_tokens=prepared.max_tokens,
             sampler=prepared.sampler,
             emit=emit,
+            emit_logprobs=None if on_logprobs is None else emit_logprobs,
             finish=finish,
             stop=stop,
             text=TextStream(request.sampling.stop),

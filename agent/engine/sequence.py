@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from agent.engine.detokenizer import TextStream
 from agent.engine.sampler import Sampler
-from paddler.protocol import FinishReason
+from paddler.protocol import FinishReason, TokenLogprob
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class Sequence:
     finish: Callable[[Outcome | BaseException], None]
     stop: threading.Event
     text: TextStream
+    # set when the request asked for log probabilities: called with those of the tokens whose
+    # text the next ``emit`` releases, just before it
+    emit_logprobs: Callable[[tuple[TokenLogprob, ...]], None] | None = None
     seq_id: int = -1
     cached_tokens: int = 0
     prefilled: int = 0  # prompt tokens whose KV is in the context (reused ones included)

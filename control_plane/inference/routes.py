@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,13 +18,12 @@ from control_plane.inference.chat_requests import (
     parse_completion,
 )
 from control_plane.inference.embedding_requests import parse_embeddings
-from control_plane.serving.desired_state import apply_defaults
-from control_plane.serving.jobs import InferenceJob, TextPiece
-from control_plane.serving.pool_health import all_agents_broken
-from control_plane.serving.relay import KeepAlive, Patience, Update, Waiting, follow
-from control_plane.serving.scheduler import BufferFull
+from control_plane.inference.generated_output import GeneratedOutput
+from control_plane.inference.submission import submit
+from control_plane.serving.jobs import InferenceJob
+from control_plane.serving.relay import KeepAlive, Update, Waiting
 from control_plane.state import ControlPlane, current_control_plane
-from paddler.protocol import Done, Embeddings, GenerationRequest, JobRequest
+from paddler.protocol import Done, Embeddings, Token
 
 logger = logging.getLogger("paddler.inference")
 
@@ -66,7 +64,7 @@ async def completions() -> Response:
 async def embeddings() -> Response:
     call = parse_embeddings(await request.get_data(cache=False))
     state = current_control_plane()
-    job, updates = _submit(state, call.model, call.request)
+    job, updates = submit(state, call.model, call.request)
     try:
         async for update in updates:
             if isinstance(update, Embeddings):
@@ -89,44 +87,9 @@ async def embeddings() -> Response:
     raise serving_errors.agent_lost("the agent stopped without answering the request")
 
 
-def _submit(
-    state: ControlPlane, model: str, job_request: JobRequest
-) -> tuple[InferenceJob, AsyncIterator[Update]]:
-    """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
-    if model not in state.pools:
-        raise errors.model_not_found(model)
-    failing = state.autoscaling.failing_reason(model)
-    if failing is not None and state.fleet.load(model).agents_ready == 0:
-        raise serving_errors.capacity_unavailable(failing)
-    broken = all_agents_broken(state.fleet.in_pool(model))
-    if broken is not None and not _booting(state, model):
-        logger.info("refused a request for %s at once: %s", model, broken)
-        raise serving_errors.capacity_unavailable(broken)
-    desired = state.rollout.desired.get(model)
-    if desired is not None and isinstance(job_request, GenerationRequest):
-        job_request = apply_defaults(job_request, desired.inference_defaults)
-    job = InferenceJob(pool=model, request=job_request)
-    try:
-        state.scheduler.submit(job)
-    except BufferFull as full:
-        raise serving_errors.buffer_full(_retry_after(state, model)) from full
-    settings = state.settings
-    patience = Patience(
-        buffer_timeout=settings.buffer_timeout,
-        first_token_timeout=settings.first_token_timeout,
-        stall_timeout=settings.stall_timeout,
-        report_interval=settings.queue_report_interval,
-        keepalive_interval=settings.keepalive_interval,
-    )
-    updates = follow(
-        job, state.scheduler, patience, expected_wait=lambda: state.autoscaling.expected_wait(model)
-    )
-    return job, updates
-
-
 async def _serve(call: InferenceCall) -> Response:
     state = current_control_plane()
-    job, updates = _submit(state, call.model, call.request)
+    job, updates = submit(state, call.model, call.request)
     if call.stream:
         return server_sent_events.streaming_response(_stream(state, call, job, updates))
     try:
@@ -135,35 +98,22 @@ async def _serve(call: InferenceCall) -> Response:
         state.scheduler.withdraw(job, "client_disconnected")
 
 
-def _booting(state: ControlPlane, pool: str) -> bool:
-    """Whether the autoscaler is starting a machine for ``pool``, whose agent may serve."""
-    return state.autoscaling.instance_counts().get(pool, {}).get("booting", 0) > 0
-
-
-def _retry_after(state: ControlPlane, pool: str) -> int:
-    """A hint for clients: roughly how long until the queue ahead of them drains."""
-    ready = state.fleet.load(pool).agents_ready
-    if ready == 0:
-        return max(1, math.ceil(state.settings.buffer_timeout / 2))
-    return 1 + state.scheduler.queued(pool) // max(1, ready)
-
-
 def _expected(seconds: float | None) -> str:
     """The expected wait of a queued comment, while a cold start is under way."""
     return "" if seconds is None else f" expected_wait={seconds:.0f}s"
 
 
 async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
-    pieces: list[str] = []
+    output = GeneratedOutput()
     async for update in updates:
-        if isinstance(update, TextPiece):
-            pieces.append(update.text)
+        if isinstance(update, Token):
+            output.add(update)
         elif isinstance(update, Done):
             body = _final_object(call)(
                 openai_responses.new_completion_id(call.request.kind),
                 int(time.time()),
                 call.model,
-                "".join(pieces),
+                output.text,
                 update.finish_reason,
                 update.usage,
             )
@@ -207,7 +157,7 @@ async def _stream(
                 yield openai_responses.sse_event(
                     openai_responses.chat_chunk(completion_id, created, call.model, role=True)
                 )
-            if isinstance(update, TextPiece):
+            if isinstance(update, Token):
                 if update.text:
                     yield openai_responses.sse_event(
                         chunk(completion_id, created, call.model, text=update.text)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from paddler.logs import current_request_id
-from paddler.protocol import Done, EmbeddingRequest, Embeddings, JobRequest, Message
+from paddler.protocol import Done, EmbeddingRequest, Embeddings, JobRequest, Message, Token
 
 
 class Assignee(Protocol):
@@ -29,17 +29,13 @@ class Requeued:
 
 
 @dataclass(frozen=True)
-class TextPiece:
-    text: str
-
-
-@dataclass(frozen=True)
 class Failed:
     code: str
     message: str
 
 
-JobEvent = Requeued | TextPiece | Done | Embeddings | Failed
+# an agent's Token frame is passed on as it came: text, reasoning, tool-call pieces, logprobs
+JobEvent = Requeued | Token | Done | Embeddings | Failed
 
 
 @dataclass(eq=False)

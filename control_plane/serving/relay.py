@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from control_plane import errors, serving_errors
 from control_plane.serving import endings
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued
 from control_plane.serving.scheduler import Scheduler
-from paddler.protocol import Done, Embeddings
+from paddler.protocol import Done, Embeddings, Token
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class KeepAlive:
     """The job is with an agent that has sent nothing for a while (a long prefill, say)."""
 
 
-Update = Waiting | KeepAlive | TextPiece | Done | Embeddings
+Update = Waiting | KeepAlive | Token | Done | Embeddings
 
 
 async def follow(
@@ -48,7 +48,7 @@ async def follow(
     expected_wait: Callable[[], float | None] = lambda: None,
 ) -> AsyncIterator[Update]:
     """Yield ``Waiting`` now and then while the job is buffered, ``KeepAlive`` while its agent
-    is silent, then its outcome: a generation job's text pieces and ``Done``, or an embedding
+    is silent, then its outcome: a generation job's ``Token`` pieces and ``Done``, or an embedding
     job's ``Embeddings``.
 
     An agent that misses a deadline of ``patience`` is given up on: the scheduler tries the job
@@ -95,7 +95,7 @@ async def follow(
         match event:
             case Requeued():
                 pass  # it waits again, for a whole buffer_timeout
-            case TextPiece():
+            case Token():
                 yield event
             case Done() | Embeddings():
                 yield event

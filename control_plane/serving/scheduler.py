@@ -20,7 +20,7 @@ from control_plane.serving.agent_status import apply_status
 from control_plane.serving.balancer import choose_agent
 from control_plane.serving.buffer import Buffer
 from control_plane.serving.fleet import AgentLink, Fleet
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued, TextPiece, outcome_summary
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, outcome_summary
 from control_plane.serving.observer import SchedulerObserver
 from control_plane.serving.rejections import BufferFull, RejectionLog
 from paddler import protocol
@@ -180,7 +180,7 @@ class Scheduler:
                     if not job.started:
                         self.observer.job_started(job, link)
                     job.started = True
-                    job.events.put_nowait(TextPiece(message.text))
+                    job.events.put_nowait(message)
             case protocol.Done() | protocol.Embeddings():
                 self._finish(link, message.job_id, message)
             case protocol.JobError():

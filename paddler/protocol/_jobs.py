@@ -7,15 +7,29 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from paddler.protocol._tools import (
+    MAX_TOP_LOGPROBS,
+    FunctionTool,
+    ReasoningFormat,
+    ToolCall,
+    ToolChoice,
+)
+
 JobKind = Literal["chat", "completion"]
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 
 
 class ChatMessage(BaseModel):
+    """One turn of a conversation. An assistant turn may carry the ``tool_calls`` it made
+    (its ``content`` then often empty); a ``tool`` turn answers the call ``tool_call_id``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str
+    content: str = ""
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 class ResponseFormat(BaseModel):
@@ -53,7 +67,12 @@ class SamplingParams(BaseModel):
 
 
 class GenerationRequest(BaseModel):
-    """What an agent needs to run one job: either chat messages or a raw prompt."""
+    """What an agent needs to run one job: either chat messages or a raw prompt.
+
+    Chats may offer ``tools``; ``tool_choice`` says whether the model may, must, or must not
+    call them (or must call one by name). ``logprobs`` None: none reported; N: each token's
+    log probability with its N most likely alternatives.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +80,11 @@ class GenerationRequest(BaseModel):
     messages: tuple[ChatMessage, ...] = ()
     prompt: str = ""
     sampling: SamplingParams = SamplingParams()
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    reasoning_format: ReasoningFormat = "auto"
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
 
 class EmbeddingRequest(BaseModel):
@@ -81,6 +105,7 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens whose KV was reused rather than computed
+    reasoning_tokens: int = 0  # completion tokens that were the model's thoughts
 
     @property
     def total_tokens(self) -> int:
@@ -94,6 +119,7 @@ NO_FREE_SLOT = "no_free_slot"
 ENGINE_FAILURE = "engine_failure"
 INVALID_GRAMMAR = "invalid_grammar"  # the request's grammar does not parse
 INVALID_JSON_SCHEMA = "invalid_json_schema"  # its response_format schema makes no grammar
+INVALID_TOOLS = "invalid_tools"  # a tool's parameters schema makes no grammar
 INVALID_LOGIT_BIAS = "invalid_logit_bias"  # a token id the model does not have
 KV_CACHE_FULL = "kv_cache_full"  # the context ran out of room while the job was running
 EMBEDDINGS_DISABLED = "embeddings_disabled"  # an embedding job reached an agent without them

@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from paddler.protocol._jobs import FinishReason, JobRequest, Usage
 from paddler.protocol._reports import CpuPath, EngineStats
+from paddler.protocol._tools import TokenLogprob, ToolCallDelta
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 AGENT_SOCKET_PATH = "/api/v1/agents/socket"
 # The largest websocket frame either end accepts. The control plane may ask for less (its
 # Welcome says how much); agents send large results in several frames below that.
@@ -56,9 +57,16 @@ class Status(Message):
 
 
 class Token(Message):
+    """Some of a generation's output, as the agent parsed it: answer ``text``, ``reasoning``
+    (the model's thoughts, when they are kept apart), pieces of tool calls, and the log
+    probabilities of the tokens released with this frame when the job asked for them."""
+
     type: Literal["token"] = "token"
     job_id: str
-    text: str
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 class Done(Message):
