@@ -86,6 +86,11 @@ class ControlPlaneSettings(AutoscalerSettings):
         "comma-separated addresses or networks of reverse proxies whose X-Forwarded-Proto "
         "is believed (empty: none)",
     )
+    model_aliases: str = setting(
+        "",
+        "comma-separated alias=pool pairs: a request naming an alias is served by that pool "
+        "('*=pool': any model name no pool or alias has)",
+    )
     log_level: str = setting("info", "debug, info, warning or error")
     log_format: str = setting("text", "text, or json for one JSON object per log line")
 
@@ -109,6 +114,22 @@ class ControlPlaneSettings(AutoscalerSettings):
         self.check_autoscaler()
         require_log_format(self.log_format)
         _ = self.trusted_proxy_networks  # a bad --trusted-proxies is refused at start
+        _ = self.model_alias_map
+
+    @property
+    def model_alias_map(self) -> dict[str, str]:
+        """``--model-aliases`` as alias -> pool; the key ``*`` catches every other name."""
+        aliases: dict[str, str] = {}
+        for entry in (part.strip() for part in self.model_aliases.split(",")):
+            if not entry:
+                continue
+            alias, equals, pool = (side.strip() for side in entry.partition("="))
+            if not equals or not alias or not pool:
+                raise SettingsError(f"--model-aliases: {entry!r} is not alias=pool")
+            if alias in aliases:
+                raise SettingsError(f"--model-aliases: {alias!r} is given twice")
+            aliases[alias] = pool
+        return aliases
 
     @property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:

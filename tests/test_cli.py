@@ -95,6 +95,11 @@ def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
         )
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
         assert text.strip()
+        # the openai README's own example names a model of theirs: up serves any name
+        readme_example = client.chat.completions.create(
+            model="gpt-5.5", messages=[{"role": "user", "content": "Hello!"}], max_tokens=4
+        )
+        assert readme_example.choices[0].message.content
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
@@ -202,6 +207,7 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
             "is reachable from other hosts, so any of them could join as an agent",
         ),
         (("agent", "--batch-size", "0"), "--batch-size must be greater than 0"),
+        (("control-plane", "--model-aliases", "gpt-5.5"), "'gpt-5.5' is not alias=pool"),
         (("agent", "--kv-size", "-1"), "kv_size and shutdown_grace cannot be negative"),
         (
             ("agent", "--model", __file__, "--chat-template", "/no/such/template.jinja"),

@@ -59,11 +59,17 @@ def build_policy(settings: AutoscalerSettings) -> ScalingPolicy:
     )
 
 
+def agent_pool(settings: AutoscalerSettings) -> str:
+    """The pool launched agents join: ``--agent-pool``, else their model file's stem."""
+    model = settings.agent_model or str(bundled_model_path())
+    return settings.agent_pool or PurePosixPath(model.split("?", 1)[0]).stem
+
+
 def build_spec(settings: AutoscalerSettings, management_addr: str, agent_token: str) -> AgentSpec:
     """What launched agents run. The model defaults to the bundled one, by its absolute path
     (so the pool's model source matches what the agents report)."""
     model = settings.agent_model or str(bundled_model_path())
-    pool = settings.agent_pool or PurePosixPath(model.split("?", 1)[0]).stem
+    pool = agent_pool(settings)
     url = settings.agent_control_plane_url or f"http://{dialable(management_addr)}"
     try:
         return AgentSpec(

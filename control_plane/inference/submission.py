@@ -19,12 +19,23 @@ from paddler.protocol import GenerationRequest, JobRequest
 logger = logging.getLogger("paddler.inference")
 
 
+def pool_for(state: ControlPlane, model: str) -> str:
+    """The pool that serves requests naming ``model``: the pool of that name, else the one
+    ``--model-aliases`` maps it to (``*``: any other name). Raises 404 if there is none."""
+    if model in state.pools:
+        return model
+    aliases = state.settings.model_alias_map
+    pool = aliases.get(model, aliases.get("*"))
+    if pool is None or pool not in state.pools:
+        raise errors.model_not_found(model)
+    return pool
+
+
 def submit(
     state: ControlPlane, model: str, job_request: JobRequest
 ) -> tuple[InferenceJob, AsyncIterator[Update]]:
     """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
-    if model not in state.pools:
-        raise errors.model_not_found(model)
+    model = pool_for(state, model)
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
         raise serving_errors.capacity_unavailable(failing)

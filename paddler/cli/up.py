@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from control_plane.autoscaler.setup import agent_pool
 from control_plane.management.admin_token import (
     admin_token_path,
     ensure_admin_token,
@@ -36,11 +37,12 @@ AGENT_READY_TIMEOUT_SECONDS = 120.0
 def up_settings(
     settings: ControlPlaneSettings, model: str | None, slots: int
 ) -> ControlPlaneSettings:
-    """The settings of ``paddler up``: the local provider keeping at least one agent."""
+    """The settings of ``paddler up``: the local provider keeping at least one agent, serving
+    any model name (unless ``--model-aliases`` says otherwise)."""
     agent_model = model or settings.agent_model or str(bundled_model_path())
     min_agents = max(1, settings.min_agents)
     agent_args = shlex.join(["--log-level", settings.log_level]) + " " + settings.agent_args
-    return replace(
+    upped = replace(
         settings,
         agent_token=ensure_agent_token(settings),
         provider="local",
@@ -50,6 +52,8 @@ def up_settings(
         agent_slots=slots,
         agent_args=agent_args.strip(),
     )
+    # one pool: clients written for OpenAI (model="gpt-5.5") work unchanged
+    return replace(upped, model_aliases=settings.model_aliases or f"*={agent_pool(upped)}")
 
 
 async def run_up(
