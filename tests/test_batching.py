@@ -22,6 +22,7 @@ from paddler.protocol import (
     ResponseFormat,
     SamplingParams,
 )
+from tests.engines import loaded_engine
 
 STORIES = tuple(
     f"Story number {index}: once upon a time, in a land of {place}, there lived"
@@ -52,18 +53,14 @@ async def generate(engine: Engine, request: GenerationRequest) -> tuple[str, Gen
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_path: Path) -> Iterator[Engine]:
-    engine = Engine(smollm2_path, slots=4, context_size=1024, threads=1)
-    asyncio.run(engine.load())
-    yield engine
-    engine.close()
+    with loaded_engine(smollm2_path, slots=4, context_size=1024) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path) -> Iterator[Engine]:
-    engine = Engine(tiny_model_path, slots=4, context_size=256, threads=1, batch_size=64)
-    asyncio.run(engine.load())
-    yield engine
-    engine.close()
+    with loaded_engine(tiny_model_path, slots=4, context_size=256, batch_size=64) as engine:
+        yield engine
 
 
 @pytest.fixture(params=["smollm2", "tiny"])

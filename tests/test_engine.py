@@ -16,6 +16,7 @@ from agent.engine.model import Model
 from agent.engine.stop_strings import StopStrings
 from paddler.chat_template import ChatTemplate, ChatTemplateError
 from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
+from tests.engines import loaded_engine
 
 CONTEXT_SIZE = 1024
 COUNTING = "1, 2, 3, 4, 5, 6,"  # greedy decoding keeps counting: no early end of generation
@@ -34,10 +35,8 @@ class Run:
 
 @pytest.fixture(scope="module")
 def engine(smollm2_path: Path) -> Iterator[Engine]:
-    engine = Engine(smollm2_path, slots=2, context_size=CONTEXT_SIZE, threads=1)
-    asyncio.run(engine.load())
-    yield engine
-    engine.close()
+    with loaded_engine(smollm2_path, slots=2, context_size=CONTEXT_SIZE) as engine:
+        yield engine
 
 
 def chat(**sampling: object) -> GenerationRequest:

@@ -178,12 +178,17 @@ class Decoder:
 
     def _sample(self, sequence: Sequence, index: int) -> None:
         try:
+            recorder = sequence.logprobs
+            distribution = None if recorder is None else recorder.read(self._context, index)
             token = sequence.sampler.sample(self._context, index)
             if self.model.is_end_of_generation(token):
                 self._end(sequence, "stop")
                 return
             self.counters.generated_tokens += 1
-            sequence.accept(self.model.piece(token))
+            piece = self.model.piece(token)
+            sequence.accept(
+                piece, None if distribution is None else distribution.report(token, piece)
+            )
         except Exception as error:
             logger.exception("sampling failed")
             self._end(sequence, EngineError(ENGINE_FAILURE, f"sampling failed: {error}"))
@@ -245,8 +250,7 @@ class Decoder:
         if isinstance(reason, BaseException):
             sequence.finish(reason)
             return
-        if released := sequence.text.finish():
-            sequence.emit(released)
+        sequence.release_rest()
         sequence.finish(sequence.outcome(reason))
 
     def _fail_all(self, error: EngineError) -> None:

@@ -43,6 +43,12 @@ class TextStream:
     def feed(self, data: bytes) -> str:
         return self._stops.feed(self._utf8.feed(data))
 
+    def feed_measured(self, data: bytes) -> tuple[str, int]:
+        """What :meth:`feed` releases, and how many characters ``data`` finished (released
+        or held back)."""
+        text = self._utf8.feed(data)
+        return self._stops.feed(text), len(text)
+
     def finish(self) -> str:
         """The text held back so far, released because the stream ended."""
         if self.stopped:

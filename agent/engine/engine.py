@@ -20,6 +20,7 @@ from agent.engine.cpu_path import choose_cpu_path
 from agent.engine.decoder import Decoder
 from agent.engine.detokenizer import TextStream
 from agent.engine.errors import EngineError
+from agent.engine.logprobs import LogprobRecorder
 from agent.engine.mailbox import Mailbox, settle
 from agent.engine.model import Model
 from agent.engine.prompt_renderer import PromptRenderer
@@ -226,6 +227,11 @@ class Engine:
             sampler=prepared.sampler,
             emit=emit,
             emit_logprobs=None if on_logprobs is None else emit_logprobs,
+            logprobs=(
+                None
+                if on_logprobs is None or request.logprobs is None
+                else LogprobRecorder(model, request.logprobs)
+            ),
             finish=finish,
             stop=stop,
             text=TextStream(request.sampling.stop),

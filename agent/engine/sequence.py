@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.engine.detokenizer import TextStream
+from agent.engine.logprobs import LogprobRecorder
 from agent.engine.sampler import Sampler
 from paddler.protocol import FinishReason, TokenLogprob
 
@@ -36,9 +37,11 @@ class Sequence:
     finish: Callable[[Outcome | BaseException], None]
     stop: threading.Event
     text: TextStream
-    # set when the request asked for log probabilities: called with those of the tokens whose
+    # set when the caller listens for log probabilities: called with those of the tokens whose
     # text the next ``emit`` releases, just before it
     emit_logprobs: Callable[[tuple[TokenLogprob, ...]], None] | None = None
+    # set when, besides, the request asked for them (None: no work per token)
+    logprobs: LogprobRecorder | None = None
     seq_id: int = -1
     cached_tokens: int = 0
     prefilled: int = 0  # prompt tokens whose KV is in the context (reused ones included)
@@ -50,13 +53,32 @@ class Sequence:
     def prefilling(self) -> bool:
         return self.prefilled < len(self.prompt)
 
-    def accept(self, piece: bytes) -> None:
-        """Count a sampled token and release whatever text it completes."""
+    def accept(self, piece: bytes, logprob: TokenLogprob | None = None) -> None:
+        """Count a sampled token and release whatever text it completes, with the log
+        probabilities of the tokens that text came from (``logprob`` is this one's)."""
         self.completion_tokens += 1
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        if released := self.text.feed(piece):
-            self.emit(released)
+        if logprob is None or self.logprobs is None:
+            if released := self.text.feed(piece):
+                self.emit(released)
+            return
+        released, decoded = self.text.feed_measured(piece)
+        self._release(released, self.logprobs.hold(logprob, decoded, len(released)))
+
+    def release_rest(self) -> None:
+        """The stream ended: release the text held back, and its tokens' log probabilities."""
+        released = self.text.finish()
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if self.logprobs is not None and not self.text.stopped:
+            logprobs = self.logprobs.release_rest()
+        self._release(released, logprobs)
+
+    def _release(self, text: str, logprobs: tuple[TokenLogprob, ...]) -> None:
+        if logprobs and self.emit_logprobs is not None:
+            self.emit_logprobs(logprobs)
+        if text:
+            self.emit(text)
 
     def outcome(self, finish_reason: FinishReason) -> Outcome:
         return Outcome(
