@@ -8,6 +8,7 @@ import asyncio
 import logging
 import threading
 
+from agent.chat_format import OutputParser, Piece, output_parser
 from agent.embedding_frames import embedding_frames
 from agent.engine.embedder import EmbeddingStopped
 from agent.engine.engine import EngineError
@@ -61,9 +62,6 @@ class Jobs:
             await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
 
     async def _run(self, job: protocol.Job, outbox: Outbox, stop: threading.Event) -> None:
-        def emit(text: str) -> None:
-            outbox.put_nowait(protocol.Token(job_id=job.job_id, text=text))
-
         current_request_id.set(job.request_id)  # this task's log lines carry it
         logger.info("running job %s (%s)", job.job_id, job.request.kind)
         try:
@@ -71,22 +69,7 @@ class Jobs:
                 for frame in await self._embed(job.job_id, job.request, stop):
                     outbox.put_nowait(frame)
                 return
-            result = await self._served.engine.generate(job.request, emit, stop)
-            logger.info(
-                "job %s done: %s, %d tokens",
-                job.job_id,
-                result.finish_reason,
-                result.usage.completion_tokens,
-            )
-            outbox.put_nowait(
-                protocol.Done(
-                    job_id=job.job_id,
-                    finish_reason=result.finish_reason,
-                    usage=result.usage,
-                    seconds_to_first_token=result.seconds_to_first_token,
-                    seconds_total=result.seconds_total,
-                )
-            )
+            outbox.put_nowait(await self._generate(job.job_id, job.request, outbox, stop))
         except EmbeddingStopped as stopped:
             # as a stopped generation ends: the control plane retries or fails it explicitly
             logger.info("job %s %s", job.job_id, stopped)
@@ -112,6 +95,38 @@ class Jobs:
         finally:
             self._running.pop(job.job_id, None)
 
+    async def _generate(
+        self,
+        job_id: str,
+        request: protocol.GenerationRequest,
+        outbox: Outbox,
+        stop: threading.Event,
+    ) -> protocol.Done:
+        """Run ``request``, sending its output as it is parsed: text, thoughts, tool calls."""
+        engine = self._served.engine
+        frames = _TokenFrames(job_id, output_parser(request, engine.chat_format), outbox)
+        result = await engine.generate(
+            request,
+            frames.on_text,
+            stop,
+            on_logprobs=None if request.logprobs is None else frames.on_logprobs,
+        )
+        frames.finish()
+        finish_reason = result.finish_reason
+        if frames.parser.calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
+        thoughts = min(frames.parser.reasoning_pieces, result.usage.completion_tokens)
+        logger.info(
+            "job %s done: %s, %d tokens", job_id, finish_reason, result.usage.completion_tokens
+        )
+        return protocol.Done(
+            job_id=job_id,
+            finish_reason=finish_reason,
+            usage=result.usage.model_copy(update={"reasoning_tokens": thoughts}),
+            seconds_to_first_token=result.seconds_to_first_token,
+            seconds_total=result.seconds_total,
+        )
+
     async def _embed(
         self, job_id: str, request: protocol.EmbeddingRequest, stop: threading.Event
     ) -> list[protocol.EmbeddingsPart | protocol.Embeddings]:
@@ -126,3 +141,41 @@ class Jobs:
             "job %s done: %d embeddings in %d frame(s)", job_id, len(outcome.vectors), len(frames)
         )
         return frames
+
+
+class _TokenFrames:
+    """Turns one generation's released text into Token frames, through its output parser.
+
+    A frame goes out only when there is something in it; log probabilities wait for the next
+    frame (text held back by the parser, such as a possible ``<tool_c``, holds them too).
+    """
+
+    def __init__(self, job_id: str, parser: OutputParser, outbox: Outbox) -> None:
+        self.parser = parser
+        self._job_id = job_id
+        self._outbox = outbox
+        self._logprobs: list[protocol.TokenLogprob] = []
+
+    def on_logprobs(self, logprobs: tuple[protocol.TokenLogprob, ...]) -> None:
+        self._logprobs.extend(logprobs)
+
+    def on_text(self, text: str) -> None:
+        self._send(self.parser.feed(text))
+
+    def finish(self) -> None:
+        """Send what the parser held back (an unfinished call's text goes out as text)."""
+        self._send(self.parser.finish(), last=True)
+
+    def _send(self, piece: Piece, *, last: bool = False) -> None:
+        if not piece and not (last and self._logprobs):
+            return
+        self._outbox.put_nowait(
+            protocol.Token(
+                job_id=self._job_id,
+                text=piece.text,
+                reasoning=piece.reasoning,
+                tool_calls=tuple(piece.tool_calls),
+                logprobs=tuple(self._logprobs),
+            )
+        )
+        self._logprobs.clear()

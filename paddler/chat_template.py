@@ -15,7 +15,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -26,6 +26,7 @@ import jinja2.nodes
 import jinja2.sandbox
 
 from paddler.protocol import ChatMessage
+from paddler.template_messages import message_chars, template_message
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -39,8 +40,6 @@ OUTPUT_ALLOWANCE = 1 << 20  # characters a render may add to its messages' own t
 OUTPUT_PER_INPUT_CHAR = 4  # ...plus this many per character of the messages
 MAX_INT_BITS = 4096  # the largest integer a template may compute
 
-# Roles most templates do not know, and the role they mean.
-_ROLE_ALIASES = {"developer": "system"}
 _TEMPLATE_FILENAME = "<template>"  # the filename Jinja gives code compiled from a string
 _FORMAT_WIDTH = re.compile(r"%[-+ #0]*(\d+)(?:\.(\d+))?")
 
@@ -247,17 +246,23 @@ class ChatTemplate:
         """The fallback for models that ship no template."""
         return cls(CHATML_TEMPLATE)
 
-    def render(self, messages: Sequence[ChatMessage], *, seconds: float = RENDER_SECONDS) -> str:
+    def render(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        tools: Sequence[Mapping[str, object]] | None = None,
+        seconds: float = RENDER_SECONDS,
+    ) -> str:
         """The prompt for ``messages``, ending where the assistant's reply begins.
 
+        ``tools`` (OpenAI-shaped function definitions) go to the template's ``tools``.
         Raises :class:`RenderTooCostly` past ``seconds`` or past the character budget (a fixed
-        allowance plus a multiple of the messages' length).
+        allowance plus a multiple of the input's length: messages, calls and tools).
         """
-        conversation = [
-            {"role": _ROLE_ALIASES.get(message.role, message.role), "content": message.content}
-            for message in messages
-        ]
-        input_chars = sum(len(message.content) for message in messages)
+        conversation = [template_message(message) for message in messages]
+        input_chars = sum(message_chars(message) for message in messages)
+        if tools:
+            input_chars += len(json.dumps(list(tools), ensure_ascii=False))
         limit = OUTPUT_ALLOWANCE + OUTPUT_PER_INPUT_CHAR * input_chars
         previous_limit, _budget.chars = _budget.chars, limit
         previous_trace = sys.gettrace()
@@ -268,7 +273,7 @@ class ChatTemplate:
                 add_generation_prompt=True,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
-                tools=None,
+                tools=list(tools) if tools else None,
             )
             return _generate_bounded(pieces, limit)
         except ChatTemplateError:

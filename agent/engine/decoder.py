@@ -185,7 +185,7 @@ class Decoder:
                 self._end(sequence, "stop")
                 return
             self.counters.generated_tokens += 1
-            piece = self.model.piece(token)
+            piece = self.model.piece(token, special=token in sequence.preserved_tokens)
             sequence.accept(
                 piece, None if distribution is None else distribution.report(token, piece)
             )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.chat_format import TemplateFormat
 from agent.engine.cpu_path import choose_cpu_path
 from agent.engine.decoder import Decoder
 from agent.engine.detokenizer import TextStream
@@ -191,6 +192,11 @@ class Engine:
             seconds_total=time.perf_counter() - started,
         )
 
+    @property
+    def chat_format(self) -> TemplateFormat:
+        """What the chat template says about tools and thoughts (jobs parse output by it)."""
+        return self._prompts.format
+
     def _release_slot(self, _: asyncio.Future[Outcome]) -> None:
         self._busy -= 1
 
@@ -232,6 +238,7 @@ class Engine:
                 if on_logprobs is None or request.logprobs is None
                 else LogprobRecorder(model, request.logprobs)
             ),
+            preserved_tokens=prepared.preserved_tokens,
             finish=finish,
             stop=stop,
             text=TextStream(request.sampling.stop),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.chat_format import ToolsError, tool_grammar
 from agent.engine.errors import EngineError
 from agent.engine.model import Model
 from agent.engine.prompt_renderer import PromptRenderer
@@ -18,16 +19,25 @@ class PreparedRequest:
     prompt: list[int]
     max_tokens: int
     sampler: Sampler
+    # tokens whose text (control tokens' too) the output parser must see
+    preserved_tokens: frozenset[int] = frozenset()
 
 
 def prepare(
     request: GenerationRequest, *, model: Model, prompts: PromptRenderer, context_size: int
 ) -> PreparedRequest:
-    """Tokenise ``request``'s prompt, check it fits the context and build its sampler."""
+    """Tokenise ``request``'s prompt, check it fits the context and build its sampler (with
+    the grammar its tools put on the output)."""
+    try:
+        grammar = tool_grammar(request, prompts.format)
+    except ToolsError as error:
+        raise EngineError(error.code, error.message) from error
     prompt = model.tokenize(prompts.render(request))
     max_tokens = token_budget(len(prompt), request.sampling.max_tokens, context_size)
-    sampler = Sampler(request.sampling, vocab=model.vocab, n_vocab=model.n_vocab)
-    return PreparedRequest(prompt, max_tokens, sampler)
+    sampler = Sampler(
+        request.sampling, vocab=model.vocab, n_vocab=model.n_vocab, tool_grammar=grammar
+    )
+    return PreparedRequest(prompt, max_tokens, sampler, prompts.preserved_tokens)
 
 
 def token_budget(prompt_tokens: int, requested: int | None, context_size: int) -> int:

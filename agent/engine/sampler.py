@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 from typing import Any
 
@@ -9,11 +10,13 @@ import llama_cpp
 import numpy
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+from agent.chat_format import ToolGrammar
 from agent.engine.errors import EngineError
 from paddler.protocol import (
     INVALID_GRAMMAR,
     INVALID_JSON_SCHEMA,
     INVALID_LOGIT_BIAS,
+    INVALID_TOOLS,
     SamplingParams,
 )
 
@@ -47,15 +50,24 @@ class Sampler:
     greedy choice (temperature 0) or top-k, top-p, min-p, temperature and a seeded draw.
     """
 
-    def __init__(self, sampling: SamplingParams, *, vocab: Any, n_vocab: int) -> None:
+    def __init__(
+        self,
+        sampling: SamplingParams,
+        *,
+        vocab: Any,
+        n_vocab: int,
+        tool_grammar: ToolGrammar | None = None,
+    ) -> None:
+        """``tool_grammar``, when given, replaces the request's own grammar."""
         self._n_vocab = n_vocab
         self._chain: Any = None
-        grammar = grammar_for(sampling)
+        grammar = None if tool_grammar is not None else grammar_for(sampling)
         # Plain greedy needs no chain: an argmax over the logits is many times cheaper than
         # llama.cpp's candidate list of the whole vocabulary, and picks the same token.
         if (
             sampling.temperature <= 0
             and grammar is None
+            and tool_grammar is None
             and not sampling.logit_bias
             and sampling.repeat_penalty == 1
             and not sampling.presence_penalty
@@ -66,17 +78,24 @@ class Sampler:
             llama_cpp.llama_sampler_chain_default_params()
         )
         try:
-            self._build(sampling, grammar, vocab, n_vocab)
+            self._build(sampling, grammar, tool_grammar, vocab, n_vocab)
         except BaseException:
             self.close()
             raise
 
     def _build(
-        self, sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+        self,
+        sampling: SamplingParams,
+        grammar: str | None,
+        tool_grammar: ToolGrammar | None,
+        vocab: Any,
+        n_vocab: int,
     ) -> None:
         if sampling.logit_bias:
             self._add(_logit_bias(sampling.logit_bias, n_vocab))
-        if grammar is not None:
+        if tool_grammar is not None:
+            self._add(_tool_grammar(tool_grammar, vocab))
+        elif grammar is not None:
             sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not sampler:
                 code = INVALID_GRAMMAR if sampling.grammar is not None else INVALID_JSON_SCHEMA
@@ -133,3 +152,19 @@ def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
         entry.token = token
         entry.bias = value
     return llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(bias), entries)
+
+
+def _tool_grammar(grammar: ToolGrammar, vocab: Any) -> Any:
+    """The tools' grammar sampler: lazy (waiting for a trigger pattern) when it has triggers."""
+    if grammar.triggers:
+        patterns = (ctypes.c_char_p * len(grammar.triggers))(
+            *(pattern.encode() for pattern in grammar.triggers)
+        )
+        sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+            vocab, grammar.text.encode(), b"root", patterns, len(grammar.triggers), None, 0
+        )
+    else:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.text.encode(), b"root")
+    if not sampler:
+        raise EngineError(INVALID_TOOLS, "The tools' grammar does not parse as GBNF.")
+    return sampler

@@ -42,6 +42,9 @@ class Sequence:
     emit_logprobs: Callable[[tuple[TokenLogprob, ...]], None] | None = None
     # set when, besides, the request asked for them (None: no work per token)
     logprobs: LogprobRecorder | None = None
+    # control tokens whose own text the output parser needs (tool-call markers such as
+    # Llama 3.x's <|python_tag|>); any other control token adds no text
+    preserved_tokens: frozenset[int] = frozenset()
     seq_id: int = -1
     cached_tokens: int = 0
     prefilled: int = 0  # prompt tokens whose KV is in the context (reused ones included)
