@@ -10,6 +10,7 @@ from control_plane.dashboard.pool_page import pool_page
 from control_plane.errors import install_error_handlers
 from control_plane.inference.hooks import install_inference_hooks
 from control_plane.inference.request_ids import install_request_ids
+from control_plane.inference.responses_api import responses_api
 from control_plane.inference.routes import inference_api
 from control_plane.management.admin_access import AdminAccess
 from control_plane.management.admin_guard import install_admin_guard
@@ -42,6 +43,7 @@ def create_inference_app(state: ControlPlane) -> Quart:
     app = _base_app("paddler.inference", state)
     install_inference_hooks(app)
     app.register_blueprint(inference_api)
+    app.register_blueprint(responses_api)
     return app
 
 

@@ -12,6 +12,7 @@ from paddler.protocol import (
     INVALID_JSON_SCHEMA,
     INVALID_LOGIT_BIAS,
     INVALID_MESSAGES,
+    INVALID_TOOLS,
     KV_CACHE_FULL,
 )
 
@@ -94,6 +95,7 @@ _CLIENT_ERROR_PARAMS: dict[str, str | None] = {
     INVALID_GRAMMAR: "grammar",
     INVALID_JSON_SCHEMA: "response_format",
     INVALID_LOGIT_BIAS: "logit_bias",
+    INVALID_TOOLS: "tools",
 }
 
 
@@ -101,9 +103,9 @@ def agent_error(code: str, message: str) -> OpenAIError:
     """An error an agent reported for a job.
 
     Codes that blame the request (a prompt that does not fit, messages the chat template
-    refuses, a schema that makes no grammar, an unknown token in ``logit_bias``) answer 400;
-    a context that filled up under load answers 503 (retrying later can succeed); anything
-    else is the server's fault and answers 502.
+    refuses, a schema of ``response_format`` or of a tool that makes no grammar, an unknown
+    token in ``logit_bias``) answer 400; a context that filled up under load answers 503
+    (retrying later can succeed); anything else is the server's fault and answers 502.
     """
     if code in _CLIENT_ERROR_PARAMS:
         return OpenAIError(

@@ -91,6 +91,10 @@ class ControlPlaneSettings(AutoscalerSettings):
         "comma-separated alias=pool pairs: a request naming an alias is served by that pool "
         "('*=pool': any model name no pool or alias has)",
     )
+    responses_retention: float = setting(
+        30 * 24 * 3600.0,
+        "seconds a stored /v1/responses response is kept for previous_response_id and GET",
+    )
     log_level: str = setting("info", "debug, info, warning or error")
     log_format: str = setting("text", "text, or json for one JSON object per log line")
 
@@ -107,6 +111,7 @@ class ControlPlaneSettings(AutoscalerSettings):
             "queue_report_interval",
             "max_request_bytes",
             "agent_max_frame_bytes",
+            "responses_retention",
         )
         if self.agent_max_frame_bytes > MAX_FRAME_BYTES:
             raise SettingsError(f"--agent-max-frame-bytes may be at most {MAX_FRAME_BYTES}")

@@ -12,7 +12,7 @@ from openai.types import CreateEmbeddingResponse
 
 from control_plane.errors import OpenAIError
 from control_plane.inference.embedding_requests import MAX_INPUTS, parse_embeddings
-from control_plane.inference.responses import base64_float32, embedding_list
+from control_plane.inference.openai_objects import base64_float32, embedding_list
 
 
 def body(**fields: Any) -> bytes:

@@ -26,7 +26,8 @@ from control_plane.db.migrate import current, downgrade, head, upgrade
 from control_plane.db.models import Base
 
 INITIAL_TABLES = {"pools", "agents", "agent_connections"}
-TABLES = INITIAL_TABLES | {"instances", "scaling_events"}
+AUTOSCALER_TABLES = INITIAL_TABLES | {"instances", "scaling_events"}
+TABLES = AUTOSCALER_TABLES | {"responses"}
 
 
 class PostgresServer:
@@ -136,8 +137,8 @@ def schema_differences(connection: Connection) -> list[Any]:
     return differences
 
 
-def test_head_is_the_autoscaler_revision() -> None:
-    assert head() == "0002"
+def test_head_is_the_responses_revision() -> None:
+    assert head() == "0003"
 
 
 def test_current_is_none_for_a_missing_database(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_autoscaler_revision_up_and_down_keeps_the_initial_tables(database_url: 
 
     upgrade(database_url, "0002")
     assert current(database_url) == "0002"
-    assert table_names(database_url) == TABLES
+    assert table_names(database_url) == AUTOSCALER_TABLES
 
     downgrade(database_url, "0001")
     assert current(database_url) == "0001"

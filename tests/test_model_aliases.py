@@ -43,9 +43,7 @@ def aliased_plane(tmp_path: Path, smollm2_path: Path) -> Iterator[ControlPlane]:
 def test_an_alias_is_served_by_its_pool_and_other_names_are_404(
     aliased_plane: ControlPlane,
 ) -> None:
-    client = openai.OpenAI(
-        base_url=aliased_plane.inference_url + "/v1", api_key="x", max_retries=0
-    )
+    client = openai.OpenAI(base_url=aliased_plane.inference_url + "/v1", api_key="x", max_retries=0)
     answer = client.chat.completions.create(
         model="gpt-5.5", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )

@@ -8,25 +8,38 @@ from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import ValidationError
 
-from control_plane.inference.responses import (
-    chat_chunk,
-    chat_completion,
-    chat_usage_chunk,
+from control_plane.inference.chat_chunks import ChatStream, chat_chunk, chat_usage_chunk
+from control_plane.inference.chat_objects import chat_completion
+from control_plane.inference.generated_output import GeneratedOutput
+from control_plane.inference.openai_objects import (
+    Header,
     models_list,
     new_completion_id,
     sse_event,
-    text_chunk,
-    text_completion,
-    text_usage_chunk,
 )
-from paddler.protocol import FinishReason, Usage
+from control_plane.inference.text_objects import text_chunk, text_completion, text_usage_chunk
+from paddler.protocol import Done, FinishReason, Token, Usage
 
 USAGE = Usage(prompt_tokens=7, completion_tokens=5)
 CREATED = 1_700_000_000
 
 
+def header(id: str = "chatcmpl-1", model: str = "m") -> Header:
+    return Header(id, CREATED, model)
+
+
+def output(text: str) -> GeneratedOutput:
+    whole = GeneratedOutput()
+    whole.add(Token(job_id="j", text=text))
+    return whole
+
+
+def done(finish_reason: FinishReason = "stop") -> Done:
+    return Done(job_id="j", finish_reason=finish_reason, usage=USAGE)
+
+
 def test_chat_completion_is_parsed_by_the_openai_sdk() -> None:
-    body = chat_completion("chatcmpl-1", CREATED, "llama", "Hello!", "stop", USAGE)
+    body = chat_completion(header(model="llama"), output("Hello!"), done())
 
     parsed = ChatCompletion.model_validate(body)
 
@@ -53,10 +66,10 @@ def test_finish_reasons_map_to_ones_openai_clients_know(
     finish_reason: FinishReason, expected: str
 ) -> None:
     chat = ChatCompletion.model_validate(
-        chat_completion("chatcmpl-1", CREATED, "m", "", finish_reason, USAGE)
+        chat_completion(header(), GeneratedOutput(), done(finish_reason))
     )
     text = Completion.model_validate(
-        text_completion("cmpl-1", CREATED, "m", "", finish_reason, USAGE)
+        text_completion(header("cmpl-1"), GeneratedOutput(), done(finish_reason))
     )
 
     assert chat.choices[0].finish_reason == expected
@@ -64,11 +77,10 @@ def test_finish_reasons_map_to_ones_openai_clients_know(
 
 
 def test_chat_stream_chunks_are_parsed_by_the_openai_sdk() -> None:
-    first = ChatCompletionChunk.model_validate(chat_chunk("chatcmpl-1", CREATED, "m", role=True))
-    middle = ChatCompletionChunk.model_validate(chat_chunk("chatcmpl-1", CREATED, "m", text="Hi"))
-    last = ChatCompletionChunk.model_validate(
-        chat_chunk("chatcmpl-1", CREATED, "m", finish_reason="length")
-    )
+    stream = ChatStream(header(), logprobs=False, include_usage=False)
+    [first] = map(ChatCompletionChunk.model_validate, stream.opening())
+    [middle] = map(ChatCompletionChunk.model_validate, stream.piece(Token(job_id="j", text="Hi")))
+    [last] = map(ChatCompletionChunk.model_validate, stream.ending(done("length")))
 
     for chunk in (first, middle, last):
         assert chunk.object == "chat.completion.chunk"
@@ -78,7 +90,7 @@ def test_chat_stream_chunks_are_parsed_by_the_openai_sdk() -> None:
         assert len(chunk.choices) == 1
         assert chunk.usage is None
     assert first.choices[0].delta.role == "assistant"
-    assert first.choices[0].delta.content == ""
+    assert first.choices[0].delta.content is None
     assert first.choices[0].finish_reason is None
     assert middle.choices[0].delta.role is None
     assert middle.choices[0].delta.content == "Hi"
@@ -87,17 +99,15 @@ def test_chat_stream_chunks_are_parsed_by_the_openai_sdk() -> None:
     assert last.choices[0].finish_reason == "length"
 
 
-def test_chat_chunk_can_carry_role_and_text_together() -> None:
-    chunk = ChatCompletionChunk.model_validate(
-        chat_chunk("chatcmpl-1", CREATED, "m", role=True, text="Hi")
-    )
+def test_a_piece_without_text_makes_no_chunk() -> None:
+    stream = ChatStream(header(), logprobs=False, include_usage=True)
 
-    assert chunk.choices[0].delta.role == "assistant"
-    assert chunk.choices[0].delta.content == "Hi"
+    assert stream.piece(Token(job_id="j")) == []
+    assert len(stream.ending(done())) == 2
 
 
 def test_chat_usage_chunk_has_no_choices_and_the_usage() -> None:
-    chunk = ChatCompletionChunk.model_validate(chat_usage_chunk("chatcmpl-1", CREATED, "m", USAGE))
+    chunk = ChatCompletionChunk.model_validate(chat_usage_chunk(header(), done()))
 
     assert chunk.choices == []
     assert chunk.usage is not None
@@ -105,7 +115,7 @@ def test_chat_usage_chunk_has_no_choices_and_the_usage() -> None:
 
 
 def test_text_completion_is_parsed_by_the_openai_sdk() -> None:
-    body = text_completion("cmpl-1", CREATED, "llama", " world", "length", USAGE)
+    body = text_completion(header("cmpl-1", "llama"), output(" world"), done("length"))
 
     parsed = Completion.model_validate(body)
 
@@ -120,9 +130,7 @@ def test_text_completion_is_parsed_by_the_openai_sdk() -> None:
 
 
 def test_last_text_chunk_is_parsed_by_the_openai_sdk() -> None:
-    chunk = Completion.model_validate(
-        text_chunk("cmpl-1", CREATED, "m", text="!", finish_reason="stop")
-    )
+    chunk = Completion.model_validate(text_chunk(header("cmpl-1"), "!", finish_reason="stop"))
 
     assert chunk.object == "text_completion"
     assert chunk.choices[0].text == "!"
@@ -134,7 +142,7 @@ def test_middle_text_chunk_differs_from_the_sdk_model_only_by_a_null_finish_reas
     # OpenAI streams legacy completions with "finish_reason": null until the last chunk, though
     # the SDK's Completion type declares it non-null (the SDK builds stream chunks without
     # validating). Everything else must validate.
-    body = text_chunk("cmpl-1", CREATED, "m", text="Hel")
+    body = text_chunk(header("cmpl-1"), "Hel")
 
     with pytest.raises(ValidationError) as raised:
         Completion.model_validate(body)
@@ -145,7 +153,7 @@ def test_middle_text_chunk_differs_from_the_sdk_model_only_by_a_null_finish_reas
 
 
 def test_text_usage_chunk_has_no_choices_and_the_usage() -> None:
-    chunk = Completion.model_validate(text_usage_chunk("cmpl-1", CREATED, "m", USAGE))
+    chunk = Completion.model_validate(text_usage_chunk(header("cmpl-1"), done()))
 
     assert chunk.choices == []
     assert chunk.usage is not None
@@ -184,7 +192,7 @@ def test_new_completion_ids_have_the_openai_prefix_and_are_unique() -> None:
 
 
 def test_sse_event_encodes_a_dict_as_one_json_data_line() -> None:
-    chunk = chat_chunk("chatcmpl-1", CREATED, "m", text="line one\nline two")
+    chunk = chat_chunk(header(), {"content": "line one\nline two"})
 
     event = sse_event(chunk)
 

@@ -3,52 +3,40 @@
 from __future__ import annotations
 
 import ctypes
-import json
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import llama_cpp
 import numpy
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from agent.chat_format import ToolGrammar
 from agent.engine.errors import EngineError
-from paddler.protocol import (
-    INVALID_GRAMMAR,
-    INVALID_JSON_SCHEMA,
-    INVALID_LOGIT_BIAS,
-    INVALID_TOOLS,
-    SamplingParams,
-)
+from agent.engine.grammar_check import Grammar, grammar_for
+from paddler.protocol import ENGINE_FAILURE, INVALID_LOGIT_BIAS, SamplingParams
 
 __all__ = ["Sampler", "grammar_for"]
 
 RANDOM_SEED = llama_cpp.LLAMA_DEFAULT_SEED  # asks llama.cpp to draw a seed of its own
 PENALTY_WINDOW = 64  # recent tokens the repeat/presence/frequency penalties look at
-
-
-def grammar_for(sampling: SamplingParams) -> str | None:
-    """The GBNF grammar that constrains this request's output, if any."""
-    if sampling.grammar is not None:
-        return sampling.grammar
-    response_format = sampling.response_format
-    if response_format is None:
-        return None
-    if response_format.type == "json_object" or not response_format.json_schema:
-        return JSON_GBNF
-    try:
-        return str(json_schema_to_gbnf(json.dumps(response_format.json_schema)))
-    except Exception as error:  # the converter raises whatever it meets in a bad schema
-        raise EngineError(
-            INVALID_JSON_SCHEMA, f"The JSON schema cannot be turned into a grammar: {error}"
-        ) from error
+# llama_token_data as numpy sees it, so a whole vocabulary of candidates is filled at once
+TOKEN_DATA = numpy.dtype([("id", numpy.int32), ("logit", numpy.float32), ("p", numpy.float32)])
+assert TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
 
 
 class Sampler:
     """Turns one sequence's logits into its next token.
 
-    The chain follows llama.cpp's usual order: logit bias, grammar, penalties, then either
-    greedy choice (temperature 0) or top-k, top-p, min-p, temperature and a seeded draw.
+    The chain follows llama.cpp's usual order: logit bias, penalties, then either greedy
+    choice (temperature 0) or top-k, top-p, min-p, temperature and a seeded draw. A grammar
+    stays out of the chain: the chain picks, the grammar checks that one token, and only if
+    it refuses is the whole vocabulary masked by the grammar and run through the chain again
+    (counted in ``resamples``). Either way the chosen token has the grammar's blessing, and
+    greedy decoding picks what a grammar-first chain would.
     """
+
+    # llama.cpp's grammar_first: mask the whole vocabulary at every step instead (the same
+    # greedy tokens, many times slower); kept to measure the difference
+    grammar_first: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -61,13 +49,14 @@ class Sampler:
         """``tool_grammar``, when given, replaces the request's own grammar."""
         self._n_vocab = n_vocab
         self._chain: Any = None
-        grammar = None if tool_grammar is not None else grammar_for(sampling)
+        self._grammar = Grammar.of(sampling, tool_grammar, vocab)
+        self._candidates: _Candidates | None = None
+        self.resamples = 0
         # Plain greedy needs no chain: an argmax over the logits is many times cheaper than
         # llama.cpp's candidate list of the whole vocabulary, and picks the same token.
         if (
             sampling.temperature <= 0
-            and grammar is None
-            and tool_grammar is None
+            and self._grammar is None
             and not sampling.logit_bias
             and sampling.repeat_penalty == 1
             and not sampling.presence_penalty
@@ -78,29 +67,16 @@ class Sampler:
             llama_cpp.llama_sampler_chain_default_params()
         )
         try:
-            self._build(sampling, grammar, tool_grammar, vocab, n_vocab)
+            self._build(sampling, n_vocab)
         except BaseException:
             self.close()
             raise
+        if self._grammar is not None:
+            self._candidates = _Candidates(n_vocab)
 
-    def _build(
-        self,
-        sampling: SamplingParams,
-        grammar: str | None,
-        tool_grammar: ToolGrammar | None,
-        vocab: Any,
-        n_vocab: int,
-    ) -> None:
+    def _build(self, sampling: SamplingParams, n_vocab: int) -> None:
         if sampling.logit_bias:
             self._add(_logit_bias(sampling.logit_bias, n_vocab))
-        if tool_grammar is not None:
-            self._add(_tool_grammar(tool_grammar, vocab))
-        elif grammar is not None:
-            sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not sampler:
-                code = INVALID_GRAMMAR if sampling.grammar is not None else INVALID_JSON_SCHEMA
-                raise EngineError(code, "The grammar does not parse as GBNF.")
-            self._add(sampler)
         if sampling.repeat_penalty != 1 or sampling.presence_penalty or sampling.frequency_penalty:
             self._add(
                 llama_cpp.llama_sampler_init_penalties(
@@ -130,14 +106,64 @@ class Sampler:
     def sample(self, context: Any, index: int) -> int:
         """Pick (and accept) a token from the logits at ``index`` of the last decoded batch."""
         if self._chain is None:
-            logits = llama_cpp.llama_get_logits_ith(context, index)
-            return int(numpy.ctypeslib.as_array(logits, shape=(self._n_vocab,)).argmax())
-        return int(llama_cpp.llama_sampler_sample(self._chain, context, index))
+            return int(self._logits(context, index).argmax())
+        if self._grammar is None or self._candidates is None:
+            return int(llama_cpp.llama_sampler_sample(self._chain, context, index))
+        logits = self._logits(context, index)
+        token = None if self.grammar_first else self._pick(logits, self._candidates)
+        if token is not None and not self._grammar.allows(token):
+            self.resamples += 1
+            token = None
+        if token is None:
+            token = self._pick(logits, self._candidates, self._grammar)
+        self._grammar.accept(token)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _logits(self, context: Any, index: int) -> Any:
+        logits = llama_cpp.llama_get_logits_ith(context, index)
+        return numpy.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+
+    def _pick(self, logits: Any, candidates: _Candidates, grammar: Grammar | None = None) -> int:
+        """Run the chain (after ``grammar``'s mask, if given) over every token; no accepting."""
+        array = candidates.fill(logits)
+        if grammar is not None:
+            grammar.mask(array)
+        llama_cpp.llama_sampler_apply(self._chain, array)
+        selected = array.contents.selected
+        chosen = array.contents.data[selected] if selected >= 0 else None
+        if chosen is None or chosen.logit == -math.inf:  # never accept what the grammar refused
+            raise EngineError(ENGINE_FAILURE, "The grammar allows no token here.")
+        return int(chosen.id)
 
     def close(self) -> None:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar is not None:
+            self._grammar.close()
+
+
+class _Candidates:
+    """A reusable ``llama_token_data_array`` of the whole vocabulary, filled from logits."""
+
+    def __init__(self, n_vocab: int) -> None:
+        self._data = numpy.zeros(n_vocab, TOKEN_DATA)
+        self._ids = numpy.arange(n_vocab, dtype=numpy.int32)
+        self._start: Any = self._data.ctypes.data_as(llama_cpp.llama_token_data_p)
+        self._array = llama_cpp.llama_token_data_array()
+        self._pointer = ctypes.pointer(self._array)
+
+    def fill(self, logits: Any) -> Any:
+        """Every token with its logit, unsorted and unpicked; returns the array's pointer."""
+        self._data["id"] = self._ids
+        self._data["logit"] = logits
+        self._data["p"] = 0
+        self._array.data = self._start  # samplers may have moved it
+        self._array.size = len(self._data)
+        self._array.selected = -1
+        self._array.sorted = False
+        return self._pointer
 
 
 def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
@@ -152,19 +178,3 @@ def _logit_bias(bias: dict[int, float], n_vocab: int) -> Any:
         entry.token = token
         entry.bias = value
     return llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(bias), entries)
-
-
-def _tool_grammar(grammar: ToolGrammar, vocab: Any) -> Any:
-    """The tools' grammar sampler: lazy (waiting for a trigger pattern) when it has triggers."""
-    if grammar.triggers:
-        patterns = (ctypes.c_char_p * len(grammar.triggers))(
-            *(pattern.encode() for pattern in grammar.triggers)
-        )
-        sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-            vocab, grammar.text.encode(), b"root", patterns, len(grammar.triggers), None, 0
-        )
-    else:
-        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.text.encode(), b"root")
-    if not sampler:
-        raise EngineError(INVALID_TOOLS, "The tools' grammar does not parse as GBNF.")
-    return sampler

@@ -155,3 +155,20 @@ class ScalingEvent(Base):
     from_count: Mapped[int] = mapped_column(Integer)
     to_count: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class StoredResponse(Base):
+    """A ``/v1/responses`` answer kept for ``previous_response_id`` and ``GET``, until
+    ``expires_at``. ``owner`` is the hex SHA-256 digest of the API key that made it ("" when the
+    API is open); ``conversation`` holds the chat messages that led to it plus its answer,
+    ``input_items`` the items its request gave, ``body`` the response object as served."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    conversation: Mapped[list[Any]] = mapped_column(JSON)
+    input_items: Mapped[list[Any]] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)

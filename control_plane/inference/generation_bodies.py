@@ -20,6 +20,10 @@ from control_plane.serving.desired_state import (
     TopK,
     TopP,
 )
+from paddler.protocol import MAX_TOP_LOGPROBS
+
+# OpenAI's limit on the legacy endpoint's ``logprobs`` (alternatives per token)
+MAX_COMPLETION_LOGPROBS = 5
 
 
 class StreamOptions(StrictBody):
@@ -42,7 +46,8 @@ class ResponseFormatBody(BaseModel):
 
 class MessageBody(StrictBody):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: object  # a string or a list of content parts
+    # a string or a list of content parts; absent or null only beside an assistant's tool_calls
+    content: object = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: object = None
@@ -82,8 +87,11 @@ class ChatCompletionBody(GenerationBody):
     function_call: object = None
     parallel_tool_calls: bool | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0)
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormatBody | None = None
+    # llama-server's name and values; "deepseek" is its older name of "auto"
+    reasoning_format: Literal["auto", "none", "deepseek"] | None = None
+    reasoning_effort: object = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
@@ -91,7 +99,7 @@ class ChatCompletionBody(GenerationBody):
 
 class CompletionBody(GenerationBody):
     prompt: object  # a string or a list holding one string
-    logprobs: int | None = Field(default=None, ge=0)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
     echo: bool | None = None
     best_of: int | None = Field(default=None, ge=1)
     suffix: str | None = None

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from quart import Blueprint, Response, request
 
 from control_plane import errors, server_sent_events, serving_errors
-from control_plane.inference import responses as openai_responses
+from control_plane.inference import openai_objects
+from control_plane.inference.chat_chunks import ChatStream
+from control_plane.inference.chat_objects import chat_completion
 from control_plane.inference.chat_requests import (
     InferenceCall,
     parse_chat_completion,
@@ -19,7 +20,9 @@ from control_plane.inference.chat_requests import (
 )
 from control_plane.inference.embedding_requests import parse_embeddings
 from control_plane.inference.generated_output import GeneratedOutput
+from control_plane.inference.openai_objects import Header
 from control_plane.inference.submission import submit
+from control_plane.inference.text_objects import TextStream, text_completion
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.relay import KeepAlive, Update, Waiting
 from control_plane.state import ControlPlane, current_control_plane
@@ -47,7 +50,7 @@ async def health() -> dict[str, Any]:
 async def list_models() -> dict[str, Any]:
     pools = current_control_plane().pools
     created = {name: int(pool.created_at.timestamp()) for name, pool in pools.items()}
-    return openai_responses.models_list(sorted(pools), created)
+    return openai_objects.models_list(sorted(pools), created)
 
 
 @inference_api.post("/v1/chat/completions")
@@ -68,7 +71,7 @@ async def embeddings() -> Response:
     try:
         async for update in updates:
             if isinstance(update, Embeddings):
-                body = openai_responses.embedding_list(
+                body = openai_objects.embedding_list(
                     call.model,
                     update.vectors,
                     update.prompt_tokens,
@@ -105,38 +108,33 @@ def _expected(seconds: float | None) -> str:
 
 async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
     output = GeneratedOutput()
+    logprobs = call.request.logprobs is not None
     async for update in updates:
         if isinstance(update, Token):
             output.add(update)
         elif isinstance(update, Done):
-            body = _final_object(call)(
-                openai_responses.new_completion_id(call.request.kind),
-                int(time.time()),
-                call.model,
-                output.text,
-                update.finish_reason,
-                update.usage,
-            )
+            header = Header.new(call.request.kind, call.model)
+            whole = chat_completion if call.request.kind == "chat" else text_completion
+            body = whole(header, output, update, logprobs=logprobs)
             return Response(json.dumps(body), mimetype="application/json")
     raise serving_errors.agent_lost("the agent stopped without finishing the request")
 
 
-def _final_object(call: InferenceCall) -> Callable[..., dict[str, Any]]:
-    if call.request.kind == "chat":
-        return openai_responses.chat_completion
-    return openai_responses.text_completion
+def _answer_stream(call: InferenceCall) -> ChatStream | TextStream:
+    kind = ChatStream if call.request.kind == "chat" else TextStream
+    return kind(
+        Header.new(call.request.kind, call.model),
+        logprobs=call.request.logprobs is not None,
+        include_usage=call.include_usage,
+    )
 
 
 async def _stream(
     state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Update]
 ) -> AsyncIterator[bytes]:
     """Runs outside the request context: everything it needs is passed in."""
-    completion_id = openai_responses.new_completion_id(call.request.kind)
-    created = int(time.time())
-    chat = call.request.kind == "chat"
-    chunk = openai_responses.chat_chunk if chat else openai_responses.text_chunk
-    usage_chunk = openai_responses.chat_usage_chunk if chat else openai_responses.text_usage_chunk
-    sent_role = False
+    answer = _answer_stream(call)
+    opened = False
     try:
         if job.waiting:
             position = state.scheduler.position(job)
@@ -152,28 +150,20 @@ async def _stream(
             if isinstance(update, KeepAlive):
                 yield server_sent_events.comment("keep-alive")
                 continue
-            if chat and not sent_role:
-                sent_role = True
-                yield openai_responses.sse_event(
-                    openai_responses.chat_chunk(completion_id, created, call.model, role=True)
-                )
+            if not opened:
+                opened = True
+                for chunk in answer.opening():
+                    yield openai_objects.sse_event(chunk)
             if isinstance(update, Token):
-                if update.text:
-                    yield openai_responses.sse_event(
-                        chunk(completion_id, created, call.model, text=update.text)
-                    )
+                for chunk in answer.piece(update):
+                    yield openai_objects.sse_event(chunk)
             elif isinstance(update, Done):
-                yield openai_responses.sse_event(
-                    chunk(completion_id, created, call.model, finish_reason=update.finish_reason)
-                )
-                if call.include_usage:
-                    yield openai_responses.sse_event(
-                        usage_chunk(completion_id, created, call.model, update.usage)
-                    )
+                for chunk in answer.ending(update):
+                    yield openai_objects.sse_event(chunk)
                 break
     except errors.OpenAIError as error:
         logger.info("stream of job %s ended with %s", job.id, error.code)
-        yield openai_responses.sse_event(error.body())
+        yield openai_objects.sse_event(error.body())
     finally:
         state.scheduler.withdraw(job, "client_disconnected")
-    yield openai_responses.sse_event("[DONE]")
+    yield openai_objects.sse_event(openai_objects.DONE)

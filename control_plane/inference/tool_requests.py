@@ -4,15 +4,21 @@ endpoint (chat completions and the Responses API shape them differently; the rul
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from control_plane.errors import invalid_value
 from control_plane.inference.input_bounds import check_json_schema
-from control_plane.inference.validation import invalid_type, missing_parameter, too_many
+from control_plane.inference.validation import (
+    invalid_type,
+    missing_parameter,
+    reject_unknown_keys,
+    too_many,
+)
 from paddler.protocol import ChatMessage, FunctionChoice, FunctionTool, ToolChoice
 
 MAX_TOOLS = 128
 _FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_DEFINITION_KEYS = ("name", "description", "parameters", "strict")
 
 
 def function_tool(
@@ -40,6 +46,21 @@ def function_tool(
         raise invalid_type(f"{param}.strict", "a boolean", strict)
     return FunctionTool(
         name=name, description=description or "", parameters=parameters, strict=bool(strict)
+    )
+
+
+def function_definition(
+    raw: Mapping[str, object], *, param: str, other_keys: tuple[str, ...] = ()
+) -> FunctionTool:
+    """The function defined by ``raw``'s ``name``, ``description``, ``parameters`` and
+    ``strict``; a key that is none of these nor of ``other_keys`` is an unknown parameter."""
+    reject_unknown_keys(raw, (*_DEFINITION_KEYS, *other_keys), param)
+    return function_tool(
+        raw.get("name"),
+        raw.get("description"),
+        raw.get("parameters"),
+        raw.get("strict"),
+        param=param,
     )
 
 
@@ -99,3 +120,15 @@ def check_conversation(messages: Sequence[ChatMessage], *, param_of: Callable[[i
                 f"{param_of(index)}.tool_call_id",
                 f"no earlier assistant message made a tool call with id '{message.tool_call_id}'",
             )
+
+
+def check_answer_format(choice: ToolChoice, *, constrained: bool, param: str) -> None:
+    """A JSON answer format (``param``) together with tools the model may or may not call is
+    refused rather than one of them silently dropped: the agent constrains either the calls
+    or the answer, not a choice between both."""
+    if constrained and choice == "auto":
+        raise invalid_value(
+            param,
+            "a JSON answer format cannot be combined with tools the model may or may not "
+            "call; set tool_choice to 'required', a named function, or 'none'",
+        )

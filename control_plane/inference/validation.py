@@ -7,6 +7,7 @@ Also turns pydantic's validation errors into such errors, with ``param`` as a pa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from pydantic_core import ErrorDetails
 
@@ -69,6 +70,13 @@ def error_from_validation(error: ErrorDetails) -> OpenAIError:
     return invalid_value(param, reason)
 
 
+def required_field(container: Mapping[str, object], key: str, param: str) -> object:
+    """``container[key]``; its absence is a missing ``{param}.{key}``."""
+    if key not in container:
+        raise missing_parameter(f"{param}.{key}")
+    return container[key]
+
+
 def missing_parameter(param: str) -> OpenAIError:
     return invalid_request(
         f"Missing required parameter: '{param}'.", param=param, code=MISSING_PARAMETER
@@ -88,6 +96,15 @@ def invalid_type(param: str, expected: str, value: object) -> OpenAIError:
         param=param,
         code=INVALID_TYPE,
     )
+
+
+def reject_unknown_keys(
+    container: Mapping[str, object], known: tuple[str, ...], param: str
+) -> None:
+    """An object checked by hand (not a body model) names its first unknown key."""
+    for key in container:
+        if key not in known:
+            raise unknown_parameter(f"{param}.{key}")
 
 
 def unsupported_parameter(param: str, reason: str) -> OpenAIError:

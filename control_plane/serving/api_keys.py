@@ -25,3 +25,11 @@ class ApiKeys:
             return False
         digest = sha256_digest(presented)
         return any(hmac.compare_digest(digest, known) for known in self._digests)
+
+    def owner(self, authorization: str) -> str:
+        """Who owns what an accepted ``Authorization`` header creates (stored responses): the
+        hex SHA-256 digest of its key, or "" when the API is open (everything is everyone's)."""
+        if not self.required:
+            return ""
+        presented = bearer_token(authorization)
+        return "" if presented is None else sha256_digest(presented).hex()

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from control_plane import errors
 from paddler.chat_template import ChatTemplateError
 from paddler.model_source import ModelSourceError, parse_model_source
-from paddler.protocol import ChatMessage, DesiredState, GenerationRequest
+from paddler.protocol import ChatMessage, DesiredState, GenerationRequest, ReasoningFormat
 from paddler.template_probe import probe_template
 
 logger = logging.getLogger("paddler.pools")
 
 SETTINGS_KEY = "desired"
+_REQUEST_DEFAULTS = frozenset({"reasoning_format"})  # the rest are sampling fields
 POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 _PROBE = (ChatMessage(role="user", content="Hello"),)
 
@@ -37,7 +38,8 @@ MaxTokens = Annotated[int, Field(ge=1)]
 
 
 class InferenceDefaults(BaseModel):
-    """Sampling values a request of the pool gets when it does not set them itself."""
+    """Sampling values, and whether thoughts come apart from the answer, that a request of the
+    pool gets when it does not set them itself."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,6 +51,7 @@ class InferenceDefaults(BaseModel):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     max_tokens: MaxTokens | None = None
+    reasoning_format: ReasoningFormat | None = None
 
     def set_values(self) -> dict[str, Any]:
         return {name: value for name, value in self.model_dump().items() if value is not None}
@@ -149,13 +152,19 @@ def with_desired(
 
 
 def apply_defaults(request: GenerationRequest, defaults: InferenceDefaults) -> GenerationRequest:
-    """``request`` with the pool's defaults in the sampling fields it did not set itself."""
+    """``request`` with the pool's defaults in the fields it did not set itself."""
     sampling = request.sampling
+    values = defaults.set_values()
+    missing_sampling = {
+        name: value
+        for name, value in values.items()
+        if name not in _REQUEST_DEFAULTS and name not in sampling.model_fields_set
+    }
     missing = {
         name: value
-        for name, value in defaults.set_values().items()
-        if name not in sampling.model_fields_set
+        for name, value in values.items()
+        if name in _REQUEST_DEFAULTS and name not in request.model_fields_set
     }
-    if not missing:
-        return request
-    return request.model_copy(update={"sampling": sampling.model_copy(update=missing)})
+    if missing_sampling:
+        missing["sampling"] = sampling.model_copy(update=missing_sampling)
+    return request.model_copy(update=missing) if missing else request
