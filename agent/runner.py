@@ -22,6 +22,7 @@ from agent.engine.engine import Engine
 from agent.jobs import Jobs, Outbox
 from agent.model_swap import ResolveModel
 from agent.served_model import FetchModel, ServedModel
+from agent.token_batches import token_batches
 from paddler import __version__, protocol
 
 logger = logging.getLogger("paddler.agent")
@@ -58,6 +59,7 @@ class AgentRunner:
         model_source: str | None = None,
         fetch_model: FetchModel | None = None,
         resolve_model: ResolveModel | None = None,
+        compression: bool = False,
     ) -> None:
         """``fetch_model`` puts the model file where ``engine`` will load it from (a download,
         reporting its progress), while the agent is already connected and ``loading``.
@@ -76,6 +78,7 @@ class AgentRunner:
         self.pool = pool
         self.instance_id = instance_id
         self.shutdown_grace = shutdown_grace
+        self.compression = compression  # permessage-deflate on the socket
         self.agent_id = uuid.uuid4().hex
         self.state: protocol.AgentState = "loading"
         self.issues: tuple[str, ...] = ()
@@ -149,6 +152,7 @@ class AgentRunner:
             engine=engine.stats(),
             applied_version=self.served.applied_version,
             cpu=engine.cpu_path,
+            prefixes=engine.slot_prefixes(),
         )
 
     async def _connect_once(self) -> None:
@@ -162,6 +166,8 @@ class AgentRunner:
                 ping_timeout=4,
                 close_timeout=2,
                 max_size=protocol.MAX_FRAME_BYTES,
+                # token frames are small and many: deflating each costs more than it saves
+                compression="deflate" if self.compression else None,
             ) as socket:
                 logger.info("connected to %s", self.url)
                 self._backoff.reset()
@@ -255,9 +261,14 @@ class AgentRunner:
                 logger.warning("ignored a second welcome")
 
     async def _write(self, socket: ClientConnection, outbox: Outbox) -> None:
+        """Send the outbox in order; the ``Token`` pieces that are in together (a decode step
+        of every slot) go as one ``Tokens`` frame."""
         while True:
-            message = await outbox.get()
-            await socket.send(protocol.encode(message))
+            messages = [await outbox.get()]
+            while not outbox.empty():
+                messages.append(outbox.get_nowait())
+            for frame in token_batches(messages, self._jobs.max_frame_bytes):
+                await socket.send(frame)
 
     async def _heartbeat(self, outbox: Outbox, interval: float) -> None:
         while True:

@@ -19,6 +19,7 @@ from control_plane.serving.scheduler import Scheduler
 from control_plane.settings import ControlPlaneSettings
 from control_plane.telemetry.activity import RecentActivity
 from control_plane.telemetry.metrics import ServingMetrics
+from control_plane.telemetry.routing import RoutingTally
 
 logger = logging.getLogger("paddler.control_plane")
 
@@ -37,6 +38,7 @@ class ControlPlane:
         self.fleet = Fleet()
         self.metrics = ServingMetrics()
         self.activity = RecentActivity()
+        self.routing = RoutingTally()
         self.autoscaling = Autoscaling(
             settings,
             self.fleet,
@@ -49,7 +51,9 @@ class ControlPlane:
             self.fleet,
             max_buffered=settings.max_buffered_requests,
             max_attempts=settings.max_dispatch_attempts,
-            observer=Observers([self.metrics, self.activity, self.autoscaling.observer]),
+            observer=Observers(
+                [self.metrics, self.activity, self.routing, self.autoscaling.observer]
+            ),
         )
         self.metrics.watch(self)
         self.rollout = Rollout(self.fleet, self.metrics.registry, self.scheduler.pump)
@@ -80,7 +84,9 @@ class ControlPlane:
     def desired_state_changed(self, name: str, desired: StoredDesiredState | None) -> None:
         """Roll ``name``'s desired state out to its agents; its bounds go to the autoscaler."""
         self.rollout.set(name, desired)
+        self.scheduler.router.policies.pop(name, None)
         if desired is not None:
+            self.scheduler.router.policies[name] = desired.routing.policy()
             scaling = desired.scaling
             self.autoscaling.apply_desired(
                 name, desired.model_source, desired.slots, scaling.min_agents, scaling.max_agents

@@ -28,7 +28,7 @@ def tagged_messages(log: str) -> list[str]:
 def test_the_request_id_travels_from_client_to_agent_logs_and_back(
     tmp_path: Path, smollm2_path: Path
 ) -> None:
-    plane = ControlPlane(tmp_path, "--log-format", "json")
+    plane = ControlPlane(tmp_path, "--log-format", "json", "--log-level", "debug")
     plane.start()
     agent = Agent(plane, tmp_path, "traced", smollm2_path)
     agent.env["PADDLER_LOG_FORMAT"] = "json"

@@ -486,5 +486,5 @@ def test_many_concurrent_requests_are_all_served_and_slots_return(
     counters = control_plane.management_get("/api/v1/pools").json()["counters"]
     assert counters["dispatched"] == counters["finished"] == 24
     log = control_plane.log(tail=None)
-    served = [line for line in log.splitlines() if "finished on agent" in line]
-    assert {line.split("finished on agent ")[1].split(":")[0] for line in served} == {"one", "two"}
+    served = [line for line in log.splitlines() if "dispatched job" in line]
+    assert {line.split(" to agent ")[1].split()[0] for line in served} == {"one", "two"}

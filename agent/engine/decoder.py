@@ -101,6 +101,10 @@ class Decoder:
     def kv_cells_used(self) -> int:
         return self._slots.cells_used
 
+    def held_prefixes(self) -> list[tuple[str, ...]]:
+        """Each slot's prefix hashes: what its KV holds for the next request."""
+        return self._slots.held_prefixes() if self.prompt_cache else []
+
     def close(self) -> None:
         """Stop every sequence ("cancelled"), end the thread and free the context."""
         with self._wakeup:
@@ -146,7 +150,7 @@ class Decoder:
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
                 reuse = 0
             del slot.tokens[reuse:]
-            self._slots.occupy(slot)
+            self._slots.occupy(slot, sequence.prefixes)
             sequence.seq_id = slot.seq_id
             sequence.prefilled = sequence.cached_tokens = reuse
             self.counters.prompt_tokens += len(sequence.prompt)

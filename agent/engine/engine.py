@@ -24,6 +24,7 @@ from agent.engine.errors import EngineError
 from agent.engine.logprobs import LogprobRecorder
 from agent.engine.mailbox import Mailbox, settle
 from agent.engine.model import Model
+from agent.engine.prefix_summary import request_digests, slot_prefixes
 from agent.engine.prompt_renderer import PromptRenderer
 from agent.engine.request_preparation import prepare
 from agent.engine.sequence import Outcome, Sequence
@@ -37,6 +38,7 @@ from paddler.protocol import (
     EngineStats,
     FinishReason,
     GenerationRequest,
+    SlotPrefixes,
     TokenLogprob,
     Usage,
 )
@@ -239,6 +241,7 @@ class Engine:
                 else LogprobRecorder(model, request.logprobs)
             ),
             preserved_tokens=prepared.preserved_tokens,
+            prefixes=request_digests(request) if self.prompt_cache else (),
             finish=finish,
             stop=stop,
             text=TextStream(request.sampling.stop),
@@ -251,6 +254,12 @@ class Engine:
     def stats(self) -> EngineStats:
         """Engine figures for the agent's status; tokens/s is since the previous call."""
         return self._stats.read(self._decoder)
+
+    def slot_prefixes(self) -> SlotPrefixes | None:
+        """What the slots' caches hold, for the status (None: no model, or no prompt cache)."""
+        if self._decoder is None or not self.prompt_cache:
+            return None
+        return slot_prefixes(self._decoder.held_prefixes())
 
     def close(self) -> None:
         """Stop all sequences and free the context and the model."""

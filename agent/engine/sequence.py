@@ -45,6 +45,7 @@ class Sequence:
     # control tokens whose own text the output parser needs (tool-call markers such as
     # Llama 3.x's <|python_tag|>); any other control token adds no text
     preserved_tokens: frozenset[int] = frozenset()
+    prefixes: tuple[str, ...] = ()  # its prefix hashes, which its slot holds after it
     seq_id: int = -1
     cached_tokens: int = 0
     prefilled: int = 0  # prompt tokens whose KV is in the context (reused ones included)

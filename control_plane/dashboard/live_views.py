@@ -32,7 +32,11 @@ def fleet_view(state: ControlPlane) -> dict[str, Any]:
     pools = []
     for pool in pool_snapshots(state):
         pools.append(
-            {**pool.as_json(), "requests_per_minute": state.activity.requests_per_minute(pool.name)}
+            {
+                **pool.as_json(),
+                "requests_per_minute": state.activity.requests_per_minute(pool.name),
+                "routing": state.routing.pool(pool.name).as_json(),
+            }
         )
     return {
         "pools": pools,
@@ -93,7 +97,9 @@ async def pool_stream(name: str) -> Response:
         pool = state.pools.get(name)
         if pool is None:
             return '<p class="muted">This pool was deleted.</p>'
-        return await render_template("pool_live.html", pool=pool_view(state, pool))
+        return await render_template(
+            "pool_live.html", pool=pool_view(state, pool), routing=state.routing.pool(name)
+        )
 
     return _stream(state, "fragment", render)
 

@@ -14,13 +14,19 @@ from control_plane import errors
 from control_plane.management.admin_guard import current_session
 from control_plane.management.pool_changes import pool_not_found, set_desired_state
 from control_plane.management.pools_api import pool_view
-from control_plane.serving.desired_state import InferenceDefaults, PoolSpec, stored
+from control_plane.serving.desired_state import (
+    InferenceDefaults,
+    PoolSpec,
+    RoutingSettings,
+    stored,
+)
 from control_plane.state import current_control_plane
 
 pool_page = Blueprint("pool_page", __name__)
 
 DEFAULT_FIELDS = tuple(InferenceDefaults.model_fields)
 SCALING_FIELDS = ("min_agents", "max_agents")
+ROUTING_FIELDS = tuple(RoutingSettings.model_fields)
 
 
 def form_values(form: MultiDict[str, str]) -> dict[str, Any]:
@@ -36,6 +42,7 @@ def form_values(form: MultiDict[str, str]) -> dict[str, Any]:
         body["chat_template"] = template.replace("\r\n", "\n")
     body["inference_defaults"] = filled("inference_defaults.", DEFAULT_FIELDS)
     body["scaling"] = filled("scaling.", SCALING_FIELDS)
+    body["routing"] = filled("routing.", ROUTING_FIELDS)
     return body
 
 
@@ -58,6 +65,7 @@ async def _render(
         "pool.html",
         session=current_session(),
         pool=pool_view(state, pool),
+        routing=state.routing.pool(name),
         values=values,
         errors=problems,
         default_fields=DEFAULT_FIELDS,

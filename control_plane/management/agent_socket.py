@@ -9,6 +9,7 @@ so an agent is never left half connected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pydantic
@@ -146,36 +147,67 @@ async def _receive_hello(remote: str | None) -> protocol.Hello | None:
 
 
 async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -> str:
-    """Relay the agent's messages to the scheduler until it goes quiet or away."""
-    last_state = link.state
+    """Relay the agent's messages to the scheduler until it goes quiet or away.
+
+    Frames come by the thousand a second: each costs a clock reading, not a task or a timer.
+    The silence deadline moves only when half of it has passed, so it may fire early; the
+    loop then looks at when it last heard and goes on. Shutting down makes it fire at once.
+    """
+    limit = state.settings.agent_timeout
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
     assembly = EmbeddingAssembly()
     closing = asyncio.ensure_future(state.closing.wait())
-    receiving: asyncio.Future[str | bytes] | None = None
+    silence: asyncio.Timeout | None = None
+
+    def interrupt(_: object) -> None:
+        if silence is not None and not silence.expired():
+            with contextlib.suppress(RuntimeError):  # between two waits: the next one looks
+                silence.reschedule(loop.time())
+
+    closing.add_done_callback(interrupt)
     try:
         while True:
-            receiving = asyncio.ensure_future(websocket.receive())
-            await asyncio.wait(
-                {receiving, closing},
-                timeout=state.settings.agent_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not receiving.done():
-                receiving.cancel()
+            try:
+                async with asyncio.timeout_at(heard + limit) as silence:
+                    if closing.done():
+                        interrupt(closing)
+                    while True:
+                        frame = await websocket.receive()
+                        heard = loop.time()
+                        when = silence.when()
+                        if when is not None and when - heard < limit / 2:
+                            silence.reschedule(heard + limit)
+                        reason = _handle(state, link, assembly, recorder, frame)
+                        if reason is not None:
+                            await websocket.close(1000, "goodbye")
+                            return reason
+            except TimeoutError:
                 if closing.done():
                     await websocket.close(1001, "control plane shutting down")
                     return "control plane shutting down"
-                return f"silent for {state.settings.agent_timeout:.0f}s"
-            message = _relay(state, link, assembly, receiving.result())
-            if isinstance(message, protocol.Goodbye):
-                await websocket.close(1000, "goodbye")
-                return f"said goodbye ({message.reason})"
-            if link.state != last_state:
-                recorder.state_changed(link.state)
-                last_state = link.state
-    finally:  # a receive left waiting on a lost socket would be destroyed pending later
+                if loop.time() - heard >= limit:
+                    return f"silent for {limit:.0f}s"
+    finally:
+        closing.remove_done_callback(interrupt)
         closing.cancel()
-        if receiving is not None:
-            receiving.cancel()
+
+
+def _handle(
+    state: ControlPlane,
+    link: AgentLink,
+    assembly: EmbeddingAssembly,
+    recorder: AgentRecorder,
+    frame: str | bytes,
+) -> str | None:
+    """Relay one frame; why the connection ends, if the agent said goodbye."""
+    last_state = link.state
+    message = _relay(state, link, assembly, frame)
+    if isinstance(message, protocol.Goodbye):
+        return f"said goodbye ({message.reason})"
+    if link.state != last_state:
+        recorder.state_changed(link.state)
+    return None
 
 
 def _relay(

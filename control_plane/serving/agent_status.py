@@ -24,6 +24,7 @@ def apply_status(link: AgentLink, status: protocol.Status) -> bool:
     link.engine = status.engine
     link.cpu = status.cpu or link.cpu
     link.download_progress = status.download_progress
+    link.prefixes.reported(status.prefixes, link.jobs.keys())
     if link.state != "ready" or was == "ready":
         return False
     logger.info(

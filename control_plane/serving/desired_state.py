@@ -9,11 +9,12 @@ bounds are recorded for the autoscaler.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from control_plane import errors
+from control_plane.serving.prefix_routing import RoutingPolicy
 from paddler.chat_template import ChatTemplateError
 from paddler.model_source import ModelSourceError, parse_model_source
 from paddler.protocol import ChatMessage, DesiredState, GenerationRequest, ReasoningFormat
@@ -71,6 +72,29 @@ class ScalingBounds(BaseModel):
         return self
 
 
+class RoutingSettings(BaseModel):
+    """How the pool's requests pick an agent (see control_plane/serving/prefix_routing.py).
+
+    ``mode``: ``prefix`` (the agent already holding the prompt's start) or ``least_busy``
+    (load alone, as before prefix-aware routing). ``affinity_wait``: milliseconds a request
+    may wait for the busy agent that holds its prompt's start while another has a free slot
+    (0: never). ``imbalance_bound``: by how much (busy slots / slots) the holder may be more
+    loaded than the least loaded agent before the request goes to the least busy one
+    instead (1: always the holder).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["prefix", "least_busy"] = "prefix"
+    affinity_wait: int = Field(0, ge=0, le=60_000)
+    imbalance_bound: float = Field(0.5, ge=0, le=1)
+
+    def policy(self) -> RoutingPolicy:
+        return RoutingPolicy(
+            self.affinity_wait / 1000, self.imbalance_bound, prefix_aware=self.mode == "prefix"
+        )
+
+
 class PoolSpec(BaseModel):
     """The body of ``PUT /api/v1/pools/<name>/desired-state``: the whole desired state.
 
@@ -86,6 +110,7 @@ class PoolSpec(BaseModel):
     context_size: int | None = Field(None, ge=64, le=1_048_576)
     inference_defaults: InferenceDefaults = InferenceDefaults()
     scaling: ScalingBounds = ScalingBounds()
+    routing: RoutingSettings = RoutingSettings()
 
 
 class NewPool(PoolSpec):

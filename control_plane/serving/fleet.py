@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from control_plane.serving.held_prefixes import HeldPrefixes
 from control_plane.serving.jobs import InferenceJob
 from paddler.protocol import AgentState, CpuPath, EngineStats, Message
 
@@ -60,6 +61,7 @@ class AgentLink:
     ready_at: float | None = None
     first_token_at: float | None = None
     connection_id: int = 0
+    prefixes: HeldPrefixes = field(default_factory=HeldPrefixes)  # what its slots' KV holds
     outbox: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
 
     @property

@@ -34,8 +34,13 @@ class Failed:
     message: str
 
 
+@dataclass(frozen=True)
+class Tick:
+    """A waiting job's wake-up (see wake_ups.py): time to report, or to give up waiting."""
+
+
 # an agent's Token frame is passed on as it came: text, reasoning, tool-call pieces, logprobs
-JobEvent = Requeued | Token | Done | Embeddings | Failed
+JobEvent = Requeued | Tick | Token | Done | Embeddings | Failed
 
 
 @dataclass(eq=False)

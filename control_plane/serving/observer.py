@@ -29,6 +29,9 @@ class SchedulerObserver:
     def job_dispatched(self, job: InferenceJob, link: AgentLink) -> None:
         """``job`` was sent to ``link`` (``job.attempts`` counts this attempt)."""
 
+    def job_routed(self, job: InferenceJob, link: AgentLink, reason: str) -> None:
+        """The router chose ``link`` for ``job`` for ``reason`` (see serving/prefix_routing.py)."""
+
     def job_started(self, job: InferenceJob, link: AgentLink) -> None:
         """The first token of ``job`` arrived from ``link``."""
 
@@ -62,6 +65,10 @@ class Observers(SchedulerObserver):
     def job_dispatched(self, job: InferenceJob, link: AgentLink) -> None:
         for observer in self._observers:
             observer.job_dispatched(job, link)
+
+    def job_routed(self, job: InferenceJob, link: AgentLink, reason: str) -> None:
+        for observer in self._observers:
+            observer.job_routed(job, link, reason)
 
     def job_started(self, job: InferenceJob, link: AgentLink) -> None:
         for observer in self._observers:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from control_plane import errors, serving_errors
 from control_plane.serving import endings
-from control_plane.serving.jobs import Failed, InferenceJob, Requeued
+from control_plane.serving.jobs import Failed, InferenceJob, Requeued, Tick
 from control_plane.serving.scheduler import Scheduler
 from paddler.protocol import Done, Embeddings, Token
 
@@ -57,40 +57,48 @@ async def follow(
     early.
     """
     last_heard = time.monotonic()
+    report_due: float | None = None  # of a waiting job's next report
     while True:
         if job.events.empty():  # events already in (a slow client's backlog) beat any deadline
             now = time.monotonic()
             if job.waiting:
-                remaining = job.queued_at + patience.buffer_timeout - now
-                if remaining <= 0:
+                deadline = job.queued_at + patience.buffer_timeout
+                if now >= deadline:
                     scheduler.withdraw(job, "buffer_timeout")
                     raise serving_errors.buffer_timeout(patience.buffer_timeout)
-                timeout: float | None = min(patience.report_interval, remaining)
-            elif job.finished or job.withdrawn or job.dispatched_at is None:
-                timeout = None  # its outcome is on its way (or nobody waits for it)
-            else:
-                since = last_heard if job.started else max(last_heard, job.dispatched_at)
-                limit = patience.stall_timeout if job.started else patience.first_token_timeout
-                remaining = since + limit - now
-                if remaining <= 0:
-                    scheduler.deadline_passed(job, now - since)
+                if report_due is None:
+                    report_due = now + patience.report_interval
+                elif now >= report_due:
+                    report_due = None
+                    yield Waiting(scheduler.position(job), now - job.admitted_at, expected_wait())
                     continue
-                timeout = min(patience.keepalive_interval, remaining)
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
-                # cancellation of a client that left if an event arrives at that moment
-                async with asyncio.timeout(timeout):
-                    event = await job.events.get()
-            except TimeoutError:
-                if job.waiting:
-                    yield Waiting(
-                        scheduler.position(job), time.monotonic() - job.admitted_at, expected_wait()
-                    )
-                else:
+                # no timer of its own: thousands may wait (see wake_ups.py)
+                scheduler.wake_ups.wake(job, min(report_due, deadline))
+                event = await job.events.get()
+            else:
+                timeout: float | None = None
+                if not (job.finished or job.withdrawn or job.dispatched_at is None):
+                    since = last_heard if job.started else max(last_heard, job.dispatched_at)
+                    limit = patience.stall_timeout if job.started else patience.first_token_timeout
+                    remaining = since + limit - now
+                    if remaining <= 0:
+                        scheduler.deadline_passed(job, now - since)
+                        continue
+                    timeout = min(patience.keepalive_interval, remaining)
+                # else its outcome is on its way (or nobody waits for it): no timeout
+                try:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                    # cancellation of a client that left if an event arrives at that moment
+                    async with asyncio.timeout(timeout):
+                        event = await job.events.get()
+                except TimeoutError:
                     yield KeepAlive()
-                continue
+                    continue
         else:
             event = job.events.get_nowait()
+        if isinstance(event, Tick):
+            continue  # the loop looks at the clock (a wake-up for an earlier wait is stale)
+        report_due = None
         last_heard = time.monotonic()
         match event:
             case Requeued():

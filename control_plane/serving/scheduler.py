@@ -17,12 +17,13 @@ from collections import Counter
 
 from control_plane.serving import endings
 from control_plane.serving.agent_status import apply_status
-from control_plane.serving.balancer import choose_agent
+from control_plane.serving.balancer import Router, choose_agent
 from control_plane.serving.buffer import Buffer
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued, outcome_summary
 from control_plane.serving.observer import SchedulerObserver
 from control_plane.serving.rejections import BufferFull, RejectionLog
+from control_plane.serving.wake_ups import WakeUps
 from paddler import protocol
 
 __all__ = ["BufferFull", "Scheduler"]
@@ -46,6 +47,8 @@ class Scheduler:
         self.counters: Counter[str] = Counter()
         self.rejections = RejectionLog()
         self._buffer = Buffer()
+        self.wake_ups = WakeUps()  # of waiting jobs' followers
+        self.router = Router(self.observer)  # each pool's routing policy is set on it
         self._stalled: set[AgentLink] = set()  # missed a deadline; no work until it answers
         self._leaving: set[AgentLink] = set()  # said goodbye: its loss is no crash
 
@@ -53,16 +56,16 @@ class Scheduler:
 
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
-        waiting = self._buffer.waiting_like(job)
+        waiting = self._buffer.count_like(job)
         no_free_slot = (
-            bool(waiting)
+            waiting > 0
             or choose_agent(self._candidates(job.pool), embeddings=job.wants_embeddings) is None
         )
-        if no_free_slot and len(waiting) >= self.max_buffered:
+        if no_free_slot and waiting >= self.max_buffered:
             self.counters["rejected_buffer_full"] += 1
             self.observer.job_rejected(job)
-            self.rejections.rejected(job.pool, len(waiting))
-            raise BufferFull(job.pool, len(waiting))
+            self.rejections.rejected(job.pool, waiting)
+            raise BufferFull(job.pool, waiting)
         self.rejections.accepted(job.pool)
         self._buffer.append(job)
         self.counters["submitted"] += 1
@@ -108,17 +111,14 @@ class Scheduler:
 
     def pump(self, pool: str) -> None:
         """Dispatch waiting jobs, oldest first, to agents that can take them."""
-        queue = self._buffer.waiting(pool)
-        if not queue:
+        if not self._buffer.count(pool):
             return
         agents = self._candidates(pool)
         embedding_slots_left = True
-        for job in queue:
-            if job.wants_embeddings and not embedding_slots_left:
-                continue
+        while (job := self._buffer.first(pool, embeddings=embedding_slots_left)) is not None:
             # an agent still letting go of this job (given up on) cannot take it again yet
             fit = [agent for agent in agents if job.id not in agent.jobs]
-            link = choose_agent(fit, embeddings=job.wants_embeddings)
+            link = self.router.route(job, fit, self.pump)
             if link is None:
                 if not job.wants_embeddings:
                     return  # no agent has a free slot
@@ -140,7 +140,7 @@ class Scheduler:
         self.counters["dispatched"] += 1
         self.observer.job_dispatched(job, link)
         waited = time.monotonic() - job.admitted_at
-        logger.info(
+        logger.info(  # the request's one line at INFO when all goes well (its end is DEBUG)
             "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy)",
             job.id,
             link.name,
@@ -173,14 +173,10 @@ class Scheduler:
                 self.observer.agent_status(link, message)
                 if became_ready:
                     self.pump(link.pool)
-            case protocol.Token():
+            case protocol.Token() | protocol.Tokens():
                 self._heard_from(link)
-                job = link.jobs.get(message.job_id)
-                if job is not None and job.agent is link and not job.withdrawn and not job.finished:
-                    if not job.started:
-                        self.observer.job_started(job, link)
-                    job.started = True
-                    job.events.put_nowait(message)
+                for piece in message.pieces if isinstance(message, protocol.Tokens) else [message]:
+                    self._relay_token(link, piece)
             case protocol.Done() | protocol.Embeddings():
                 self._finish(link, message.job_id, message)
             case protocol.JobError():
@@ -190,6 +186,14 @@ class Scheduler:
             case protocol.Goodbye():
                 self._leaving.add(link)
                 logger.info("agent %s is leaving: %s", link.name, message.reason)
+
+    def _relay_token(self, link: AgentLink, piece: protocol.Token) -> None:
+        job = link.jobs.get(piece.job_id)
+        if job is not None and job.agent is link and not job.withdrawn and not job.finished:
+            if not job.started:
+                self.observer.job_started(job, link)
+            job.started = True
+            job.events.put_nowait(piece)
 
     def deadline_passed(self, job: InferenceJob, waited: float) -> None:
         """``job``'s agent sent nothing for it in time: cancel it there (the slot stays taken
@@ -240,12 +244,9 @@ class Scheduler:
             job.finished = True
             self.counters["finished"] += 1
             self.observer.job_finished(job, link, outcome)
-            logger.info(
-                "job %s finished on agent %s: %s",
-                job.id,
-                link.name,
-                outcome_summary(outcome),
-                extra=job.log_extra,
+            summary = outcome_summary(outcome)
+            logger.debug(
+                "job %s finished on agent %s: %s", job.id, link.name, summary, extra=job.log_extra
             )
             job.events.put_nowait(outcome)
         self.pump(link.pool)

@@ -92,6 +92,20 @@ class ServingMetrics(SchedulerObserver):
             registry=registry,
         )
 
+        self.routing_decisions = Counter(
+            "paddler_routing_decisions",
+            "Generation jobs by why the router chose their agent: prefix_hit, least_busy, "
+            "imbalance, holder_full",
+            ["pool", "reason"],
+            registry=registry,
+        )
+        self.cached_prompt_tokens = Counter(
+            "paddler_cached_prompt_tokens",
+            "Prompt tokens whose KV an agent reused instead of computing",
+            ["pool"],
+            registry=registry,
+        )
+
     def watch(self, state: ServingState) -> None:
         """Also report ``state``'s live gauges on every scrape."""
         self.registry.register(LiveFleetCollector(state))
@@ -118,6 +132,9 @@ class ServingMetrics(SchedulerObserver):
         if job.attempts == 1:
             self.queue_wait.labels(job.pool).observe(_seconds_since(job.admitted_at))
 
+    def job_routed(self, job: InferenceJob, link: AgentLink, reason: str) -> None:
+        self.routing_decisions.labels(job.pool, reason).inc()
+
     def job_started(self, job: InferenceJob, link: AgentLink) -> None:
         self.time_to_first_token.labels(job.pool).observe(_seconds_since(job.admitted_at))
 
@@ -136,6 +153,7 @@ class ServingMetrics(SchedulerObserver):
             self.prompt_tokens.labels(pool).inc(outcome.prompt_tokens)
             return
         self.prompt_tokens.labels(pool).inc(outcome.usage.prompt_tokens)
+        self.cached_prompt_tokens.labels(pool).inc(outcome.usage.cached_tokens)
         self.generated_tokens.labels(pool).inc(outcome.usage.completion_tokens)
         self.tokens_per_request.labels(pool).observe(outcome.usage.completion_tokens)
 

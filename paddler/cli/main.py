@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.settings import AgentSettings
 from control_plane.settings import ControlPlaneSettings
-from paddler import __version__
+from paddler import __version__, event_loop
 from paddler.logs import configure_logging
 from paddler.settings import SettingsError, add_arguments, resolve
 
@@ -95,7 +95,7 @@ def _run_until_signalled(start: Main) -> int:
         await start(stop)
 
     try:
-        asyncio.run(runner())
+        event_loop.run(runner())
     except OSError as error:
         print(f"paddler: {error}", file=sys.stderr)
         return 1

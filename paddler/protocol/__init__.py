@@ -48,15 +48,18 @@ from paddler.protocol._messages import (
     Message,
     Status,
     Token,
+    Tokens,
     Welcome,
     decode_agent_message,
     decode_control_plane_message,
     encode,
 )
 from paddler.protocol._reports import (
+    MAX_SLOT_DIGESTS,
     CpuPath,
     CpuRepack,
     EngineStats,
+    SlotPrefixes,
 )
 from paddler.protocol._tools import (
     MAX_TOP_LOGPROBS,
@@ -82,6 +85,7 @@ __all__ = [
     "INVALID_TOOLS",
     "KV_CACHE_FULL",
     "MAX_FRAME_BYTES",
+    "MAX_SLOT_DIGESTS",
     "MAX_TOP_LOGPROBS",
     "NO_FREE_SLOT",
     "PROTOCOL_VERSION",
@@ -113,9 +117,11 @@ __all__ = [
     "ReasoningFormat",
     "ResponseFormat",
     "SamplingParams",
+    "SlotPrefixes",
     "Status",
     "Token",
     "TokenLogprob",
+    "Tokens",
     "ToolCall",
     "ToolCallDelta",
     "ToolChoice",

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from paddler.protocol._jobs import FinishReason, JobRequest, Usage
-from paddler.protocol._reports import CpuPath, EngineStats
+from paddler.protocol._reports import CpuPath, EngineStats, SlotPrefixes
 from paddler.protocol._tools import TokenLogprob, ToolCallDelta
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: Tokens, every running job's new output in one frame
 AGENT_SOCKET_PATH = "/api/v1/agents/socket"
 # The largest websocket frame either end accepts. The control plane may ask for less (its
 # Welcome says how much); agents send large results in several frames below that.
@@ -54,6 +54,7 @@ class Status(Message):
     engine: EngineStats | None = None
     applied_version: int = Field(0, ge=0)  # the last desired-state version it has applied
     cpu: CpuPath | None = None
+    prefixes: SlotPrefixes | None = None  # what its slots' caches hold (None: not reported)
 
 
 class Token(Message):
@@ -67,6 +68,15 @@ class Token(Message):
     reasoning: str = ""
     tool_calls: tuple[ToolCallDelta, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
+
+
+class Tokens(Message):
+    """The new output of several jobs in one frame: an agent sends one per flush of its
+    outbox (a decode step of all its slots, say) rather than a ``Token`` per job. Each piece
+    means what the same ``Token`` alone would; a job's pieces are in order."""
+
+    type: Literal["tokens"] = "tokens"
+    pieces: tuple[Token, ...] = Field(min_length=1)
 
 
 class Done(Message):
@@ -158,7 +168,7 @@ class DesiredState(Message):
 
 
 AgentMessage = Annotated[
-    Hello | Status | Token | Done | EmbeddingsPart | Embeddings | JobError | Goodbye,
+    Hello | Status | Token | Tokens | Done | EmbeddingsPart | Embeddings | JobError | Goodbye,
     Field(discriminator="type"),
 ]
 ControlPlaneMessage = Annotated[

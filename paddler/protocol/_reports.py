@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 CpuRepack = Literal["auto", "on", "off"]  # may llama.cpp use extra CPU buffer types
 
@@ -40,3 +40,19 @@ class EngineStats(BaseModel):
     kv_cells_used: int = 0
     kv_cells_total: int = 0
     prompt_cache_hit_rate: float | None = None  # reused / all prompt tokens; None before any
+
+
+MAX_REPORTED_SLOTS = 256  # as many as a pool's agent may have
+MAX_SLOT_DIGESTS = 64  # prefix hashes kept per slot (paddler.prefix_hashes)
+
+
+class SlotPrefixes(BaseModel):
+    """What each slot's KV cache starts with, as prefix hashes (``paddler.prefix_hashes``):
+    one tuple per slot that holds a previous request's KV, of at most 64 16-hex-digit
+    digests. The control plane sends a request where the deepest of its own hashes is held."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slots: tuple[Annotated[tuple[str, ...], Field(max_length=MAX_SLOT_DIGESTS)], ...] = Field(
+        (), max_length=MAX_REPORTED_SLOTS
+    )
