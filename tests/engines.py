@@ -6,15 +6,16 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from agent.engine.engine import Engine
 
 
 @contextmanager
-def loaded_engine(model: Path, **options: object) -> Iterator[Engine]:
+def loaded_engine(model: Path, *, threads: int = 1, **options: Any) -> Iterator[Engine]:
     """An :class:`Engine` of ``model`` (one thread unless ``options`` say otherwise), loaded,
     and closed afterwards."""
-    engine = Engine(model, **{"threads": 1, **options})  # type: ignore[arg-type]
+    engine = Engine(model, threads=threads, **options)
     asyncio.run(engine.load())
     try:
         yield engine

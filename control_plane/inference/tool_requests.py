@@ -17,6 +17,7 @@ from control_plane.inference.validation import (
 from paddler.protocol import ChatMessage, FunctionChoice, FunctionTool, ToolChoice
 
 MAX_TOOLS = 128
+_NAMED_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "none": "none", "required": "required"}
 _FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _DEFINITION_KEYS = ("name", "description", "parameters", "strict")
 
@@ -84,11 +85,12 @@ def tool_choice(raw: object, tools: Sequence[FunctionTool], *, param: str) -> To
     if raw is None:
         return "auto" if tools else "none"
     if isinstance(raw, str):
-        if raw not in ("auto", "none", "required"):
+        choice = _NAMED_CHOICES.get(raw)
+        if choice is None:
             raise invalid_value(param, "expected 'auto', 'none', 'required' or a named function")
-        if raw != "none" and not tools:
+        if choice != "none" and not tools:
             raise invalid_value(param, f"'{raw}' is only allowed when 'tools' are given")
-        return raw  # type: ignore[return-value]  # narrowed by the check above
+        return choice
     if not isinstance(raw, dict):
         raise invalid_type(param, "a string or an object", raw)
     if raw.get("type") != "function":
