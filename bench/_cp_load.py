@@ -18,6 +18,7 @@ class Outcome:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     pieces: int = 0  # streamed pieces of text received while counting
+    chunks: int = 0  # body chunks (HTTP/1.1 chunked encoding) of the answers counted
     reconnects: int = 0
     failures: int = 0
     first_failure: str = ""
@@ -25,6 +26,20 @@ class Outcome:
     @property
     def rps(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    @property
+    def chunks_per_answer(self) -> float:
+        """The server's writes per answer, as the client sees them (the last, empty one too)."""
+        return self.chunks / len(self.latencies) if self.latencies else 0.0
+
+
+def body_chunks(answer: bytes) -> int:
+    """How many chunks a chunked answer came in (1 for one with a Content-Length): each is
+    ``size CRLF data CRLF``, and event streams never hold a CR of their own."""
+    head_end = answer.find(b"\r\n\r\n") + 4
+    if b"transfer-encoding: chunked" not in answer[:head_end].lower():
+        return 1
+    return answer.count(b"\r\n", head_end) // 2
 
 
 def request_bytes(host: str, path: str, body: dict[str, object], token: str = "") -> bytes:
@@ -137,6 +152,7 @@ async def closed_loop(
                 await asyncio.sleep(0.01)
                 continue
             outcome.latencies.append(now - sent)
+            outcome.chunks += body_chunks(answer)
 
     try:
         await asyncio.gather(count_pieces(), *(loop(index) for index in range(concurrency)))

@@ -152,7 +152,8 @@ def relay_figure(directory: Path, seconds: float, streams: int = 256, tokens: in
     return (
         f"relay: {rate:,.0f} tokens/s through the control plane ({streams} streams of {tokens} "
         f"tokens, agents of 64 slots), CPU {cpu * 100:.0f}% of a core, "
-        f"{rate / max(cpu, 1e-9):,.0f} tokens per CPU-second, {outcome.failures} failed "
+        f"{rate / max(cpu, 1e-9):,.0f} tokens per CPU-second, "
+        f"{outcome.chunks_per_answer:.1f} body chunks per stream, {outcome.failures} failed "
         f"(fake agents' CPU {fake_cpu * 100:.0f}%)"
     )
 
@@ -213,6 +214,11 @@ def print_requests(rows: list[Row]) -> None:
         by[("mock (ceiling)", 1, True)].latencies, 0.5
     )
     print(f"c=1 stream: control plane adds {added * 1000:.2f} ms to p50")
+    chunks = [by[("control plane", c, True)].chunks_per_answer for c in (1, 50)]
+    print(
+        "control plane stream: body chunks per answer (16 tokens): "
+        f"c=1 {chunks[0]:.1f}, c=50 {chunks[1]:.1f}"
+    )
     if not any(target == "LiteLLM" for target, *_ in rows):
         print("(no LiteLLM figures: `make bench-control-plane` installs it in .bench-venv)")
 

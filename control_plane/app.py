@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
+from control_plane.dashboard.keys_pages import keys_pages
 from control_plane.dashboard.live_views import live_views
 from control_plane.dashboard.pages import dashboard, install_template_filters, templates_directory
 from control_plane.dashboard.pool_page import pool_page
@@ -20,10 +21,12 @@ from control_plane.management.agents_api import management_api
 from control_plane.management.api_schema import install_api_schema
 from control_plane.management.buffer_api import fleet_api
 from control_plane.management.forwarded_proto import ForwardedProto
+from control_plane.management.keys_api import keys_api
 from control_plane.management.login import login
 from control_plane.management.metrics_endpoint import metrics_endpoint
 from control_plane.management.pools_api import pools_api
 from control_plane.management.scaling_api import scaling_api
+from control_plane.management.usage_api import usage_api
 from control_plane.state import CONFIG_KEY, ControlPlane
 
 
@@ -61,11 +64,14 @@ def create_management_app(state: ControlPlane, admin_token: str | None = None) -
         fleet_api,
         pools_api,
         scaling_api,
+        keys_api,
+        usage_api,
         live_views,
         metrics_endpoint,
         login,
         dashboard,
         pool_page,
+        keys_pages,
         agent_socket,
     ):
         app.register_blueprint(blueprint)

@@ -28,6 +28,19 @@ def buffer_full(retry_after_seconds: float) -> OpenAIError:
     )
 
 
+def key_buffer_full(key: str, retry_after_seconds: float) -> OpenAIError:
+    """The caller's own key has its most requests waiting; other keys still get in."""
+    retry_after = max(1, math.ceil(retry_after_seconds))
+    return OpenAIError(
+        503,
+        f"Too many requests of API key '{key}' are waiting for an agent (its 'max_buffered' "
+        "bound). Please retry later.",
+        type=OVERLOADED,
+        code="key_buffer_full",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def buffer_timeout(waited_seconds: float | None = None, hint: str = "") -> OpenAIError:
     waited = f" within {waited_seconds:g} seconds" if waited_seconds is not None else " in time"
     hint = f" {hint}" if hint else ""

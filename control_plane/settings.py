@@ -50,7 +50,14 @@ class ControlPlaneSettings(AutoscalerSettings):
         5.0, "seconds of silence after which a stream waiting for a token gets a comment line"
     )
     api_keys: str = setting(
-        "", "comma-separated keys clients must send as Bearer tokens (empty: no client auth)"
+        "",
+        "comma-separated bootstrap keys clients may send as Bearer tokens, without limits "
+        "(keys with limits are made with 'paddler keys create'; no key at all: no client auth)",
+    )
+    key_sync_interval: float = setting(
+        0.5,
+        "seconds between syncs of API keys, usage and rate windows with the database "
+        "(a revoked key stops working on every replica within about this long)",
     )
     agent_token: str = setting(
         "", "secret agents must present (empty: any agent may join; not for production)"
@@ -112,6 +119,7 @@ class ControlPlaneSettings(AutoscalerSettings):
             "max_request_bytes",
             "agent_max_frame_bytes",
             "responses_retention",
+            "key_sync_interval",
         )
         if self.agent_max_frame_bytes > MAX_FRAME_BYTES:
             raise SettingsError(f"--agent-max-frame-bytes may be at most {MAX_FRAME_BYTES}")

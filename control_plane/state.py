@@ -9,8 +9,9 @@ from quart import current_app
 
 from control_plane.autoscaler.service import Autoscaling
 from control_plane.db import migrate
+from control_plane.db.key_store import KeyStore
 from control_plane.db.store import PoolRecord, Store
-from control_plane.serving.api_keys import ApiKeys
+from control_plane.db.usage_store import UsageStore
 from control_plane.serving.desired_state import StoredDesiredState, stored
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.observer import Observers
@@ -20,6 +21,7 @@ from control_plane.settings import ControlPlaneSettings
 from control_plane.telemetry.activity import RecentActivity
 from control_plane.telemetry.metrics import ServingMetrics
 from control_plane.telemetry.routing import RoutingTally
+from control_plane.tenancy import KeyDirectory, Tenancy, TenancyObserver
 
 logger = logging.getLogger("paddler.control_plane")
 
@@ -39,6 +41,7 @@ class ControlPlane:
         self.metrics = ServingMetrics()
         self.activity = RecentActivity()
         self.routing = RoutingTally()
+        self._tenancy_observer = TenancyObserver()
         self.autoscaling = Autoscaling(
             settings,
             self.fleet,
@@ -52,15 +55,24 @@ class ControlPlane:
             max_buffered=settings.max_buffered_requests,
             max_attempts=settings.max_dispatch_attempts,
             observer=Observers(
-                [self.metrics, self.activity, self.routing, self.autoscaling.observer]
+                [
+                    self.metrics,
+                    self.activity,
+                    self.routing,
+                    self.autoscaling.observer,
+                    self._tenancy_observer,
+                ]
             ),
         )
         self.metrics.watch(self)
         self.rollout = Rollout(self.fleet, self.metrics.registry, self.scheduler.pump)
-        self.api_keys = ApiKeys(settings.api_keys)
         self.pools: dict[str, PoolRecord] = {}
         self.closing = asyncio.Event()
         self._store: Store | None = None
+        self._key_store: KeyStore | None = None
+        self._usage_store: UsageStore | None = None
+        self._tenancy: Tenancy | None = None
+        self._key_sync: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> Store:
@@ -68,10 +80,39 @@ class ControlPlane:
             raise RuntimeError("the control plane has not been started")
         return self._store
 
+    @property
+    def key_store(self) -> KeyStore:
+        if self._key_store is None:
+            raise RuntimeError("the control plane has not been started")
+        return self._key_store
+
+    @property
+    def usage_store(self) -> UsageStore:
+        if self._usage_store is None:
+            raise RuntimeError("the control plane has not been started")
+        return self._usage_store
+
+    @property
+    def tenancy(self) -> Tenancy:
+        """API keys, their limits and usage (see control_plane/tenancy)."""
+        if self._tenancy is None:
+            raise RuntimeError("the control plane has not been started")
+        return self._tenancy
+
     async def start(self) -> None:
         url = self.settings.resolved_database_url
         await asyncio.to_thread(migrate.upgrade, url)
         self._store = Store.from_url(url)
+        self._key_store = KeyStore(self.store.engine)
+        self._usage_store = UsageStore(self.store.engine)
+        self._tenancy = Tenancy(
+            KeyDirectory(self.settings.api_keys, self.key_store),
+            self.usage_store,
+            self.metrics.registry,
+            observer=self._tenancy_observer,
+        )
+        await self.tenancy.sync()  # the keys are known before the first request
+        self._key_sync = asyncio.create_task(self._sync_keys(), name="key-sync")
         await self.store.mark_all_disconnected("control plane restarted")
         self.pools = {pool.name: pool for pool in await self.store.list_pools()}
         logger.info("state database ready; %d pool(s) known", len(self.pools))
@@ -92,8 +133,19 @@ class ControlPlane:
                 name, desired.model_source, desired.slots, scaling.min_agents, scaling.max_agents
             )
 
+    async def _sync_keys(self) -> None:
+        """Keep keys, usage and rate windows in step with the database (and other replicas)."""
+        while True:
+            await asyncio.sleep(self.settings.key_sync_interval)
+            await self.tenancy.sync()
+
     async def stop(self) -> None:
         await self.autoscaling.stop()
+        if self._key_sync is not None:
+            self._key_sync.cancel()
+            await asyncio.gather(self._key_sync, return_exceptions=True)
+            self._key_sync = None
+            await self.tenancy.sync()  # the usage of the last moments is kept
         if self._store is not None:
             await self._store.close()
             self._store = None

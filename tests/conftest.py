@@ -9,7 +9,7 @@ import pytest
 from paddler.bundled import bundled_model_path
 from tests.tiny_model import build_tiny_gguf
 
-pytest_plugins = ["tests.serving_fixtures", "tests.management_app"]
+pytest_plugins = ["tests.serving_fixtures", "tests.management_app", "tests.test_tenancy_support"]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from control_plane.db.models import Base
 
 INITIAL_TABLES = {"pools", "agents", "agent_connections"}
 AUTOSCALER_TABLES = INITIAL_TABLES | {"instances", "scaling_events"}
-TABLES = AUTOSCALER_TABLES | {"responses"}
+TABLES = AUTOSCALER_TABLES | {"responses", "api_keys", "key_usage", "rate_windows"}
 
 
 class PostgresServer:
@@ -137,8 +137,8 @@ def schema_differences(connection: Connection) -> list[Any]:
     return differences
 
 
-def test_head_is_the_responses_revision() -> None:
-    assert head() == "0003"
+def test_head_is_the_api_keys_revision() -> None:
+    assert head() == "0004"
 
 
 def test_current_is_none_for_a_missing_database(tmp_path: Path) -> None:
@@ -195,6 +195,12 @@ def test_migrated_constraints_and_indexes(database_url: str) -> None:
             "instance_unique": inspector.get_unique_constraints("instances"),
             "instance_indexes": inspector.get_indexes("instances"),
             "event_indexes": inspector.get_indexes("scaling_events"),
+            "key_unique": inspector.get_unique_constraints("api_keys"),
+            "key_indexes": inspector.get_indexes("api_keys"),
+            "usage_key": inspector.get_pk_constraint("key_usage"),
+            "usage_indexes": inspector.get_indexes("key_usage"),
+            "window_key": inspector.get_pk_constraint("rate_windows"),
+            "window_indexes": inspector.get_indexes("rate_windows"),
         }
 
     schema = run_sync(database_url, describe)
@@ -221,6 +227,23 @@ def test_migrated_constraints_and_indexes(database_url: str) -> None:
     ] == [("ix_instances_pool", ["pool"])]
     assert [(ix["name"], ix["column_names"]) for ix in schema["event_indexes"]] == [
         ("ix_scaling_events_pool", ["pool"])
+    ]
+    assert sorted((uq["name"], uq["column_names"]) for uq in schema["key_unique"]) == [
+        ("uq_api_keys_digest", ["digest"]),
+        ("uq_api_keys_name", ["name"]),
+    ]
+    assert [
+        (ix["name"], ix["column_names"])
+        for ix in schema["key_indexes"]
+        if ix["name"].startswith("ix_")
+    ] == [("ix_api_keys_updated_at", ["updated_at"])]
+    assert schema["usage_key"]["constrained_columns"] == ["key_id", "model", "hour"]
+    assert [(ix["name"], ix["column_names"]) for ix in schema["usage_indexes"]] == [
+        ("ix_key_usage_hour", ["hour"])
+    ]
+    assert schema["window_key"]["constrained_columns"] == ["key_id", "replica", "minute"]
+    assert [(ix["name"], ix["column_names"]) for ix in schema["window_indexes"]] == [
+        ("ix_rate_windows_minute", ["minute"])
     ]
 
 

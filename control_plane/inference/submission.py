@@ -7,12 +7,15 @@ import logging
 import math
 from collections.abc import AsyncIterator
 
+from quart import request
+
 from control_plane import errors, serving_errors
+from control_plane.inference.callers import admitted, current_caller
 from control_plane.serving.desired_state import apply_defaults
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.pool_health import all_agents_broken
 from control_plane.serving.relay import Patience, Update, follow
-from control_plane.serving.scheduler import BufferFull
+from control_plane.serving.scheduler import BufferFull, KeyBufferFull
 from control_plane.state import ControlPlane
 from paddler.protocol import GenerationRequest, JobRequest
 
@@ -31,10 +34,15 @@ def pool_for(state: ControlPlane, model: str) -> str:
     return pool
 
 
+SESSION_HEADER = "X-Session-Id"
+
+
 def submit(
-    state: ControlPlane, model: str, job_request: JobRequest
+    state: ControlPlane, model: str, job_request: JobRequest, *, user: str | None = None
 ) -> tuple[InferenceJob, AsyncIterator[Update]]:
-    """Buffer a job for ``model``'s pool; its updates until it is done, failed or timed out."""
+    """Buffer a job for ``model``'s pool, if the caller's key lets it in now; its updates until
+    it is done, failed or timed out. ``user`` (or an ``X-Session-Id`` header) names the
+    conversation, which the router keeps on one agent where it can."""
     model = pool_for(state, model)
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
@@ -46,9 +54,23 @@ def submit(
     desired = state.rollout.desired.get(model)
     if desired is not None and isinstance(job_request, GenerationRequest):
         job_request = apply_defaults(job_request, desired.inference_defaults)
-    job = InferenceJob(pool=model, request=job_request)
+    caller = current_caller()
+    ticket = state.tenancy.admit(caller, model, job_request)
+    session = request.headers.get(SESSION_HEADER) or user
+    job = InferenceJob(
+        pool=model,
+        request=job_request,
+        sender=ticket.sender,
+        estimated_tokens=ticket.estimated_tokens,
+        # a session is the caller's own: two keys naming theirs alike are not one conversation
+        session=None if not session else f"{caller.owner[:16]}/{session}",
+    )
+    state.tenancy.register(job, ticket)  # the scheduler's observer settles it when the job ends
+    admitted(ticket)
     try:
         state.scheduler.submit(job)
+    except KeyBufferFull as full:
+        raise serving_errors.key_buffer_full(full.key, _retry_after(state, model)) from full
     except BufferFull as full:
         raise serving_errors.buffer_full(_retry_after(state, model)) from full
     settings = state.settings

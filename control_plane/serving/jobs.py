@@ -39,6 +39,20 @@ class Tick:
     """A waiting job's wake-up (see wake_ups.py): time to report, or to give up waiting."""
 
 
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a job, as far as the buffer needs it: jobs wait by priority class (a lower
+    number first), then fairly across keys (by tokens, weighted), then oldest first per key."""
+
+    key: str = ""  # the API key's name ("": the open API or a bootstrap key from settings)
+    priority: int = 1  # 0 high, 1 normal, 2 low
+    weight: float = 1.0
+    max_buffered: int | None = None  # this key's own bound on its waiting jobs (None: none)
+
+
+ANONYMOUS = Sender()
+
+
 # an agent's Token frame is passed on as it came: text, reasoning, tool-call pieces, logprobs
 JobEvent = Requeued | Tick | Token | Done | Embeddings | Failed
 
@@ -49,6 +63,9 @@ class InferenceJob:
     request: JobRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     request_id: str = field(default_factory=current_request_id.get)  # of the client request
+    sender: Sender = ANONYMOUS
+    estimated_tokens: int = 1  # what the job is expected to cost: prompt estimate + answer cap
+    session: str | None = None  # the client's conversation (``user`` / X-Session-Id), if named
     admitted_at: float = field(default_factory=time.monotonic)  # the client request was admitted
     queued_at: float = field(default_factory=time.monotonic)  # entered the buffer (again)
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)

@@ -112,6 +112,26 @@ async def follow(
                 raise _client_error(event)
 
 
+def at_hand(job: InferenceJob) -> bool:
+    """Whether following ``job`` can go on at once, with nothing to wait for: a token is in its
+    events, or its end has been taken (after its end, a stream writes its last events with no
+    wait). A stream writes what is at hand together (``server_sent_events.coalesced``).
+
+    Told from the number of its events and the job's flags, as the scheduler keeps them: a
+    ``Tick`` or ``Requeued`` comes only before a job's first token (a started job never waits
+    again), so a started job holds a token whenever it holds anything but its end; the end is
+    put as the job is marked finished, so a finished job holds a token before its end when it
+    holds two events or more, and has had its end taken when it holds none (as has a withdrawn
+    job: its follower gave up or is gone). The end alone is not at hand: what it leads to may
+    wait (the Responses API stores the response before its last events). Nothing is at hand
+    while the job waits or prefills: each report and keep-alive goes out as it comes.
+    """
+    held = job.events.qsize()
+    if job.finished or job.withdrawn:
+        return held == 0 or (job.started and held > 1)
+    return job.started and held > 0
+
+
 def _client_error(failure: Failed) -> errors.OpenAIError:
     match failure.code:
         case endings.AGENT_LOST:

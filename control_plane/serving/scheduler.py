@@ -1,12 +1,13 @@
 """The request buffer and dispatcher.
 
-Jobs wait per pool in FIFO order. Whenever a slot may have opened (a job arrived, a job
-finished, an agent became ready) the pool is pumped: the head of its queue goes to the agent
-the balancer picks. Embedding jobs only go to agents that serve embeddings; while none has a
-free slot, the generation jobs queued behind them go ahead, and each kind has its own bound on
-the buffer. An agent never gets more jobs than it has free slots, and a cancelled job keeps its
-slot until the agent confirms it stopped. A job that ends without its whole answer (its agent
-lost, stopping, or silent past a deadline) is tried again elsewhere or failed: see endings.py.
+Jobs wait per pool in the buffer's order (put back first, then by priority, fairly across API keys;
+without keys, FIFO: see buffer.py). Whenever a slot may have opened (a job arrived, a job finished,
+an agent became ready) the pool is pumped: the head of its queue goes to the agent the balancer
+picks. Embedding jobs only go to agents that serve embeddings; while none has a free slot, the
+generation jobs queued behind them go ahead. Each kind has its own bound on the buffer, each key
+one on its waiting jobs. An agent never gets more jobs than it has free slots, and a cancelled job
+keeps its slot until the agent confirms it stopped. A job that ends without its whole answer (its
+agent lost, stopping, or silent) is tried again elsewhere or failed: endings.py.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from control_plane.serving import endings
 from control_plane.serving.agent_status import apply_status
 from control_plane.serving.balancer import Router, choose_agent
 from control_plane.serving.buffer import Buffer
+from control_plane.serving.dispatch_order import DispatchOrder
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued, outcome_summary
 from control_plane.serving.observer import SchedulerObserver
-from control_plane.serving.rejections import BufferFull, RejectionLog
+from control_plane.serving.rejections import BufferFull, KeyBufferFull, RejectionLog, refusal
 from control_plane.serving.wake_ups import WakeUps
 from paddler import protocol
 
-__all__ = ["BufferFull", "Scheduler"]
+__all__ = ["BufferFull", "KeyBufferFull", "Scheduler"]
 
 logger = logging.getLogger("paddler.scheduler")
 
@@ -56,17 +58,17 @@ class Scheduler:
 
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
-        waiting = self._buffer.count_like(job)
         no_free_slot = (
-            waiting > 0
+            self._buffer.count_like(job) > 0
             or choose_agent(self._candidates(job.pool), embeddings=job.wants_embeddings) is None
         )
-        if no_free_slot and waiting >= self.max_buffered:
-            self.counters["rejected_buffer_full"] += 1
+        full = refusal(self._buffer, job, self.max_buffered) if no_free_slot else None
+        if full is not None:
+            self.counters[full.counter] += 1
             self.observer.job_rejected(job)
-            self.rejections.rejected(job.pool, waiting)
-            raise BufferFull(job.pool, waiting)
-        self.rejections.accepted(job.pool)
+            self.rejections.refused(full)
+            raise full
+        self.rejections.accepted(job.pool, job.sender.key)
         self._buffer.append(job)
         self.counters["submitted"] += 1
         self.observer.job_submitted(job)
@@ -106,26 +108,24 @@ class Scheduler:
         return self._buffer.count(pool)
 
     def buffered(self, pool: str) -> list[InferenceJob]:
-        """The jobs of ``pool`` waiting for a slot, oldest first."""
+        """The jobs of ``pool`` waiting for a slot, in the order they are to be served."""
         return self._buffer.waiting(pool)
 
     def pump(self, pool: str) -> None:
-        """Dispatch waiting jobs, oldest first, to agents that can take them."""
+        """Dispatch waiting jobs, in order, to agents that can take them: dispatch_order.py."""
         if not self._buffer.count(pool):
             return
         agents = self._candidates(pool)
-        embedding_slots_left = True
-        while (job := self._buffer.first(pool, embeddings=embedding_slots_left)) is not None:
+        order = DispatchOrder(self._buffer, pool)
+        while (job := order.next()) is not None:
             # an agent still letting go of this job (given up on) cannot take it again yet
             fit = [agent for agent in agents if job.id not in agent.jobs]
-            link = self.router.route(job, fit, self.pump)
-            if link is None:
-                if not job.wants_embeddings:
-                    return  # no agent has a free slot
-                embedding_slots_left = False
-                continue
-            self._buffer.remove(job)
-            self._assign(job, link)
+            routed = self.router.route(job, fit, self.pump)
+            if isinstance(routed, AgentLink):
+                self._buffer.remove(job)
+                self._assign(job, routed)
+            elif not order.left_waiting(job, routed):
+                return  # no agent has a free slot
 
     def _candidates(self, pool: str) -> list[AgentLink]:
         return [link for link in self.fleet.in_pool(pool) if link not in self._stalled]

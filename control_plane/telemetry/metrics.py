@@ -94,7 +94,7 @@ class ServingMetrics(SchedulerObserver):
 
         self.routing_decisions = Counter(
             "paddler_routing_decisions",
-            "Generation jobs by why the router chose their agent: prefix_hit, least_busy, "
+            "Generation jobs by why the router chose their agent: prefix_hit, session, least_busy, "
             "imbalance, holder_full",
             ["pool", "reason"],
             registry=registry,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from agent.settings import AgentSettings
 from control_plane.settings import ControlPlaneSettings
 from paddler import __version__, event_loop
+from paddler.cli.keys import add_keys_arguments, run_keys
 from paddler.logs import configure_logging
 from paddler.settings import SettingsError, add_arguments, resolve
 
@@ -54,11 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     for command in (up, control, agent, db):
         command.add_argument("--config", type=Path, help="TOML file with settings")
+
+    keys = commands.add_parser(
+        "keys", help="make, list and revoke client API keys; read their usage"
+    )
+    add_keys_arguments(keys)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        return run_keys(args)
     try:
         if args.command == "agent":
             agent_settings = resolve(AgentSettings, args, config_file=args.config)

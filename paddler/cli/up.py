@@ -96,7 +96,8 @@ async def _announce_when_ready(
             return
         await asyncio.sleep(0.2)
     base_url = f"http://{state.settings.inference_addr}/v1"
-    auth = "\n    -H 'Authorization: Bearer YOUR_KEY' \\" if state.api_keys.required else ""
+    keyless = state.tenancy.directory.open
+    auth = "" if keyless else "\n    -H 'Authorization: Bearer YOUR_KEY' \\"
     management = f"http://{state.settings.management_addr}"
     print(
         f"""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -14,6 +15,7 @@ from quart import Blueprint, Response, request
 from control_plane import server_sent_events
 from control_plane.db.response_store import ResponseRecord, ResponseStore
 from control_plane.errors import OpenAIError, invalid_request
+from control_plane.inference.callers import current_caller
 from control_plane.inference.responses_api.conversation import (
     calls_made,
     conversation_json,
@@ -25,20 +27,19 @@ from control_plane.inference.responses_api.input_items import read_input
 from control_plane.inference.responses_api.item_list import item_list
 from control_plane.inference.responses_api.requests import ResponsesCall, parse_responses_request
 from control_plane.inference.responses_api.streaming import stream_response
-from control_plane.inference.routes import require_api_key
 from control_plane.inference.submission import submit
+from control_plane.serving.relay import at_hand
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import ChatMessage, GenerationRequest
 
 responses_api = Blueprint("responses_api", __name__)
-responses_api.before_request(require_api_key)
 
 
 @responses_api.post("/v1/responses")
 async def create_response() -> Response:
     call = parse_responses_request(await request.get_data(cache=False))
     state = current_control_plane()
-    owner = _owner(state)
+    owner = current_caller().owner
     store = _store(state)
     earlier: tuple[ChatMessage, ...] = ()
     if call.previous_response_id is not None:
@@ -65,9 +66,10 @@ async def create_response() -> Response:
             )
 
     run = ResponseRun(call, new_id("resp"), int(time.time()), save)
-    job, updates = submit(state, call.model, _job_request(call, conversation))
+    job, updates = submit(state, call.model, _job_request(call, conversation), user=call.user)
     if call.stream:
-        return server_sent_events.streaming_response(stream_response(state, run, job, updates))
+        stream = stream_response(state, run, job, updates)
+        return server_sent_events.streaming_response(stream, ready=partial(at_hand, job))
     try:
         return _json(await collect(run, updates))
     finally:
@@ -82,7 +84,7 @@ async def get_response(response_id: str) -> Response:
 @responses_api.delete("/v1/responses/<response_id>")
 async def delete_response(response_id: str) -> Response:
     state = current_control_plane()
-    if not await _store(state).delete(response_id, _owner(state)):
+    if not await _store(state).delete(response_id, current_caller().owner):
         raise _not_found(response_id)
     return _json({"id": response_id, "object": "response", "deleted": True})
 
@@ -111,14 +113,10 @@ def _job_request(call: ResponsesCall, conversation: tuple[ChatMessage, ...]) -> 
 async def _stored(response_id: str) -> ResponseRecord:
     """The stored response the caller's key made, else 404."""
     state = current_control_plane()
-    record = await _store(state).get(response_id, _owner(state))
+    record = await _store(state).get(response_id, current_caller().owner)
     if record is None:
         raise _not_found(response_id)
     return record
-
-
-def _owner(state: ControlPlane) -> str:
-    return state.api_keys.owner(request.headers.get("Authorization", ""))
 
 
 def _store(state: ControlPlane) -> ResponseStore:
