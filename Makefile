@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test system-packages infra lint typecheck unit bench bench-engine bench-cold-start bench-routing bench-control-plane clean-state
+.PHONY: run test system-packages infra lint typecheck unit bench bench-engine bench-cold-start bench-routing bench-admission bench-control-plane clean-state
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-cold-start: $(STAMP)
 
 bench-routing: $(STAMP)
 	$(BIN)/python bench/routing.py $(BENCH_ARGS)
+
+# admission with 10,000 API keys in the table against the open API; BENCH_ARGS=--quick: ~30 s
+bench-admission: $(STAMP)
+	$(BIN)/python bench/admission.py $(BENCH_ARGS)
 
 # the control plane at line rate, against LiteLLM's proxy in its own venv (skipped if it
 # cannot be installed there) and a raw mock; BENCH_ARGS=--quick for a short run
