@@ -12,8 +12,10 @@ from quart.typing import TestClientProtocol as QuartClient
 
 from control_plane.app import create_management_app
 from control_plane.management.admin_token import admin_token_path, ensure_admin_token
+from control_plane.serving.jobs import InferenceJob, Sender
 from control_plane.settings import ControlPlaneSettings
-from control_plane.state import ControlPlane
+from control_plane.state import CONFIG_KEY, ControlPlane
+from paddler.protocol import GenerationRequest, SamplingParams
 
 TOKEN = "admin-secret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -97,12 +99,35 @@ async def test_buffer_validation_names_the_field(app: Quart) -> None:
     assert await empty.get_json() == {"pool": "tiny", "size": 0, "data": []}
 
 
+async def test_the_buffer_lists_jobs_in_serve_order_with_their_key(app: Quart) -> None:
+    scheduler = current_state(app).scheduler
+    request = GenerationRequest(kind="completion", prompt="hi", sampling=SamplingParams())
+    for key, priority in (("batch", 2), ("batch", 2), ("web", 1), ("pager", 0)):
+        scheduler.submit(InferenceJob(pool="tiny", request=request, sender=Sender(key, priority)))
+    response = await app.test_client().get("/api/v1/pools/tiny/buffer", headers=BEARER)
+    listed = [
+        (entry["position"], entry["key"], entry["priority"])
+        for entry in (await response.get_json())["data"]
+    ]
+    assert listed == [
+        (1, "pager", "high"),
+        (2, "web", "normal"),
+        (3, "batch", "low"),
+        (4, "batch", "low"),
+    ]
+
+
 async def test_openapi_documents_the_json_api(app: Quart) -> None:
     document = await (await app.test_client().get("/openapi.json", headers=BEARER)).get_json()
     assert document["info"]["title"] == "Paddler management API"
     buffer = document["paths"]["/api/v1/pools/{pool}/buffer"]["get"]
     assert [parameter["name"] for parameter in buffer["parameters"]] == ["pool", "limit"]
     assert "/login" not in document["paths"] and "/" not in document["paths"]
+
+
+def current_state(app: Quart) -> ControlPlane:
+    state: ControlPlane = app.config[CONFIG_KEY]
+    return state
 
 
 async def _log_in(client: QuartClient, token: str = TOKEN, next_page: str = "/") -> int:

@@ -10,12 +10,15 @@ from quart_schema import validate_querystring, validate_response
 
 from control_plane import errors
 from control_plane.state import current_control_plane
+from control_plane.tenancy import PRIORITIES
+
+PRIORITY_NAMES = {number: name for name, number in PRIORITIES.items()}
 
 fleet_api = Blueprint("fleet_api", __name__)
 
 
 class BufferQuery(BaseModel):
-    limit: int = Field(100, ge=1, le=10_000, description="most requests to list, oldest first")
+    limit: int = Field(100, ge=1, le=10_000, description="most requests to list, next first")
 
 
 class BufferedRequest(BaseModel):
@@ -24,6 +27,8 @@ class BufferedRequest(BaseModel):
     position: int = Field(description="1 is the next to be dispatched")
     age_seconds: float = Field(description="seconds since the request was admitted")
     attempts: int = Field(description="agents it was already sent to (requeued when lost)")
+    key: str = Field(description="the API key's name ('': a bootstrap key or the open API)")
+    priority: str = Field(description="the key's priority class: high, normal or low")
 
 
 class PoolBuffer(BaseModel):
@@ -36,7 +41,7 @@ class PoolBuffer(BaseModel):
 @validate_querystring(BufferQuery)
 @validate_response(PoolBuffer)
 async def pool_buffer(pool: str, query_args: BufferQuery) -> PoolBuffer:
-    """Requests of ``pool`` waiting for a free slot, oldest first."""
+    """Requests of ``pool`` waiting for a free slot, in the order they will be served."""
     state = current_control_plane()
     if pool not in state.pools:
         raise errors.OpenAIError(404, f"No pool named {pool!r}.", code="pool_not_found")
@@ -52,6 +57,8 @@ async def pool_buffer(pool: str, query_args: BufferQuery) -> PoolBuffer:
                 position=position,
                 age_seconds=round(now - job.admitted_at, 3),
                 attempts=job.attempts,
+                key=job.sender.key,
+                priority=PRIORITY_NAMES.get(job.sender.priority, str(job.sender.priority)),
             )
             for position, job in enumerate(waiting[: query_args.limit], start=1)
         ],
