@@ -120,6 +120,9 @@ def test_a_model_the_key_may_not_use_is_not_found(plane: ControlPlane, agent: Ag
     with pytest.raises(openai.NotFoundError) as raised:
         ask(sdk)
     assert raised.value.code == "model_not_found"
+    assert [model.id for model in sdk.models.list()] == []  # it lists only what the key may use
+    allowed = client(plane, create_key(plane, "wide", models=[POOL]))
+    assert [model.id for model in allowed.models.list()] == [POOL]
 
 
 def test_no_key_is_refused_once_keys_exist(plane: ControlPlane, agent: Agent) -> None:

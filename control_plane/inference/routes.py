@@ -12,6 +12,7 @@ from quart import Blueprint, Response, request
 
 from control_plane import errors, server_sent_events, serving_errors
 from control_plane.inference import openai_objects
+from control_plane.inference.callers import current_caller
 from control_plane.inference.chat_chunks import ChatStream
 from control_plane.inference.chat_objects import chat_completion
 from control_plane.inference.chat_requests import (
@@ -41,9 +42,12 @@ async def health() -> dict[str, Any]:
 
 @inference_api.get("/v1/models")
 async def list_models() -> dict[str, Any]:
+    """The models served, as far as the caller's key may use them."""
     pools = current_control_plane().pools
-    created = {name: int(pool.created_at.timestamp()) for name, pool in pools.items()}
-    return openai_objects.models_list(sorted(pools), created)
+    key = current_caller().key
+    allowed = [name for name in pools if key is None or key.models is None or name in key.models]
+    created = {name: int(pools[name].created_at.timestamp()) for name in allowed}
+    return openai_objects.models_list(sorted(allowed), created)
 
 
 @inference_api.post("/v1/chat/completions")
