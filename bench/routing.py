@@ -12,17 +12,20 @@ prompt tokens / prompt tokens) beside the one-agent ideal (every follow-up findi
 turn's prompt and answer cached); then the share of follow-ups that found at least half of
 that cached, the p50 time to first token of those and of the others, and the pool's wall time.
 
-    .venv/bin/python bench/routing.py [--quick] [--agents 4 --slots 1 --conversations 16]
+    .venv/bin/python bench/routing.py [--quick] [--agents 4 --slots 2 --conversations 16]
 
-By default 4 agents x 1 slot per pool with 1 engine thread each (8 agents on 2 cores: no more
-threads than that, so no spinning threads fight), 16 conversations of ~1,000 tokens, 3 at a
-time: about 7 minutes on 2 cores (``--quick``: 6 conversations, about 2 minutes). The issue's
-4 x 2 is ``--slots 2`` (6 at a time then), but on 2 cores it saturates the least-busy pool.
-Two things keep least-busy from landing on the holder by accident, as a saturated closed loop
-makes it do: ``--at-once`` defaults to 3/4 of a pool's slots (each slot keeps one prompt's KV,
-so more conversations at a time than slots could not all stay cached under any routing, and
-with every slot taken the only free one is the one the conversation just left), and users
-think between turns, so a follow-up finds several agents free and least-busy a real choice.
+By default the issue's fleet, 4 agents x 2 slots per pool, with 1 engine thread each (8 agents
+on 2 cores: no more threads than that, so no spinning threads fight), and 16 conversations of
+~1,000 tokens, 6 at a time, 3 turns each: 7.5 to 9.5 minutes on 2 shared cores
+(``--quick``: 6 conversations, about 2.5 minutes; the issue's 32 is ``--conversations 32``,
+about 16 minutes). Two things keep least-busy from landing on the holder by accident, which a
+saturated closed loop makes it do: ``--at-once`` defaults to 3/4 of a pool's slots (each slot
+keeps one prompt's KV, so more conversations at a time than slots could not all stay cached
+under any routing, and with every slot taken the only free one is the one the conversation
+just left), and users think between turns (up to 40 s: reading, typing), long enough for the
+least-busy pool's misses not to saturate 2 cores, so that a follow-up finds several agents
+free and least-busy has a real choice, as in a fleet with headroom. With ``--think 4`` the
+least-busy pool saturates and half its follow-ups land on the holder anyway.
 The issue's goals, checked at the end: follow-up p50 time to first token at least 3x lower
 than least-busy; hit ratio at least 80% of the ideal; tokens/s no more than 5% below
 least-busy.
