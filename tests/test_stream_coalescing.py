@@ -4,6 +4,7 @@ real inference app, read chunk by chunk as the server writes them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from functools import partial
@@ -167,16 +168,23 @@ def data_of(chunks: list[bytes]) -> list[list[dict[str, Any] | str]]:
     ]
 
 
-async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(
-    plane: ControlPlane,
-) -> None:
+@contextlib.asynccontextmanager
+async def chat_stream(plane: ControlPlane) -> AsyncIterator[tuple[AgentLink, Any, str]]:
+    """A streamed chat completion through the real app, sent to an agent of its own: the
+    agent, the client's connection and the job's id."""
     agent = make_agent("a")
     plane.scheduler.agent_joined(agent)
     app: Quart = create_inference_app(plane)
     async with app.test_client().request("/v1/chat/completions", method="POST") as connection:
         await connection.send(json.dumps(CHAT).encode())
         await connection.send_complete()
-        job_id = await job_sent_to(agent)
+        yield agent, connection, await job_sent_to(agent)
+
+
+async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(
+    plane: ControlPlane,
+) -> None:
+    async with chat_stream(plane) as (agent, connection, job_id):
         frame = protocol.Tokens(
             pieces=tuple(protocol.Token(job_id=job_id, text=t) for t in ("Hel", "lo", "!"))
         )
@@ -202,13 +210,7 @@ async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(
 async def test_a_client_that_leaves_a_coalescing_stream_cancels_its_job(
     plane: ControlPlane,
 ) -> None:
-    agent = make_agent("a")
-    plane.scheduler.agent_joined(agent)
-    app: Quart = create_inference_app(plane)
-    async with app.test_client().request("/v1/chat/completions", method="POST") as connection:
-        await connection.send(json.dumps(CHAT).encode())
-        await connection.send_complete()
-        job_id = await job_sent_to(agent)
+    async with chat_stream(plane) as (agent, connection, job_id):
         plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text="Hi"))
         await connection.receive()
         await connection.disconnect()

@@ -33,7 +33,7 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def tenancy(monotonic: Monotonic, registry: CollectorRegistry) -> Tenancy:
-    observer = TenancyObserver(withdrawn_grace=30.0, clock=monotonic)
+    observer = TenancyObserver(clock=monotonic)
     return Tenancy(KeyDirectory("", None), None, registry, Clock(), observer=observer)
 
 
@@ -118,18 +118,20 @@ def test_withdrawn_while_running_waits_for_the_agents_answer(
     assert tokens(registry, "completion") == 3
 
 
-def test_withdrawn_from_an_agent_that_never_answers_is_swept(
-    tenancy: Tenancy, monotonic: Monotonic
+async def test_withdrawn_from_an_agent_that_is_then_lost_is_settled(
+    tenancy: Tenancy, registry: CollectorRegistry
 ) -> None:
+    """The scheduler ends a job being cancelled when its agent goes: its ticket with it."""
+    scheduler = Scheduler(Fleet(), max_buffered=1, max_attempts=3, observer=tenancy.observer)
+    link = agent()
+    scheduler.agent_joined(link)
     job, ticket = admitted_job(tenancy)
-    job.agent = agent()
-    tenancy.observer.job_withdrawn(job, "client_gone")
-    monotonic.now += 29
-    tenancy.observer.sweep()
-    assert not ticket.settled
-    monotonic.now += 1
-    tenancy.observer.sweep()
-    assert ticket.settled and tenancy.observer.unsettled == 0
+    scheduler.submit(job)
+    scheduler.withdraw(job, "client_disconnected")
+    assert not ticket.settled  # the agent has not confirmed the cancel yet
+    scheduler.agent_left(link)
+    assert ticket.settled and job.finished and tenancy.observer.unsettled == 0
+    assert settled(registry, "error") == 1 and scheduler.queued(job.pool) == 0
 
 
 def test_rejected_settles_without_tokens(tenancy: Tenancy, registry: CollectorRegistry) -> None:

@@ -27,17 +27,17 @@ def plane(tmp_path: Path) -> Iterator[ControlPlane]:
 
 @pytest.fixture
 def agent(plane: ControlPlane, tmp_path: Path, tiny_model_path: Path) -> Iterator[Agent]:
-    agent = Agent(plane, tmp_path, "solo", tiny_model_path, slots=1, pool=POOL)
-    agent.start()
-    plane.wait_for_ready_agent("solo")
-    yield agent
-    agent.stop()
+    yield from solo_agent(plane, tmp_path, tiny_model_path)
 
 
 @pytest.fixture
 def slow_agent(plane: ControlPlane, tmp_path: Path, smollm2_path: Path) -> Iterator[Agent]:
     """An agent slow enough (SmolLM2, one thread) for a queue to build up behind its slot."""
-    agent = Agent(plane, tmp_path, "solo", smollm2_path, slots=1, pool=POOL)
+    yield from solo_agent(plane, tmp_path, smollm2_path)
+
+
+def solo_agent(plane: ControlPlane, directory: Path, model: Path) -> Iterator[Agent]:
+    agent = Agent(plane, directory, "solo", model, slots=1, pool=POOL)
     agent.start()
     plane.wait_for_ready_agent("solo")
     yield agent

@@ -15,6 +15,7 @@ import pytest
 
 from tests.processes import ADMIN_HEADERS, Agent, ControlPlane, wait_until
 from tests.test_migrations import PostgresServer, postgres_server  # noqa: F401
+from tests.test_tenants_e2e import create_key
 
 POOL = "tiny"
 SYNC_INTERVAL = 0.2
@@ -54,15 +55,6 @@ def replicas(
         agent.stop()
     for plane in planes:
         plane.stop()
-
-
-def create_key(plane: ControlPlane, name: str, **fields: Any) -> str:
-    response = httpx.post(
-        plane.management_url + "/api/v1/keys", headers=ADMIN_HEADERS, json={"name": name, **fields}
-    )
-    assert response.status_code == 201, response.text
-    secret: str = response.json()["secret"]
-    return secret
 
 
 def ask(plane: ControlPlane, secret: str) -> Any:

@@ -24,9 +24,10 @@ def after_agent_lost(
 
     An agent that vanished without a goodbye while prefilling the job may have been crashed by
     it (a grammar too deep, say): the first time, the job is tried again, and when it was
-    already with an agent that vanished so, it fails instead of crashing another.
+    already with an agent that vanished so, it fails instead of crashing another. A job being
+    cancelled (its client gone) ends here too: nobody waits for it, but it must end.
     """
-    if job.started:
+    if job.started or job.withdrawn:
         return Failed(AGENT_LOST, f"agent {agent_name} was lost while serving the request")
     if not said_goodbye:
         job.agents_lost_in_prefill += 1

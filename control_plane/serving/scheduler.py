@@ -257,7 +257,7 @@ class Scheduler:
         link.jobs.clear()
         said_goodbye = link in self._leaving
         for job in jobs:
-            if job.withdrawn or job.finished or job.agent is not link:
+            if job.finished or job.agent is not link:
                 continue
             failure = endings.after_agent_lost(
                 job, link.name, max_attempts=self.max_attempts, said_goodbye=said_goodbye

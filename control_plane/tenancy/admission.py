@@ -78,7 +78,7 @@ class Tenancy:
         key = caller.key
         headers: dict[str, str] = {}
         if key is not None:
-            headers = self._check(key, model, cost, now)
+            self._check(key, model, cost, now)
             if _has_rate_limits(key):
                 self._windows.charge(key.id, minute, 1, cost)
                 self._ledger.count_rate(key.id, minute, 1, cost)
@@ -105,21 +105,20 @@ class Tenancy:
         if await self._attempt("usage flush", flush):
             self._windows.replace_others(self._ledger.others)
         self._windows.forget_before(epoch_minute(now.timestamp()) - 1)
-        self.observer.sweep()
 
-    def _check(self, key: KeyRecord, model: str, cost: int, now: datetime) -> dict[str, str]:
+    def _check(self, key: KeyRecord, model: str, cost: int, now: datetime) -> None:
         if key.models is not None and model not in key.models:
             self.metrics.rejected(key.name, "model")
             raise refusals.model_not_allowed(model)
         self._check_budgets(key, now)
         limits = self._limits(key, now.timestamp())
-        headers = _headers(limits)
         for kind, limit, window in limits:
             requested = 1 if kind == "requests" else cost
             wait = window.seconds_until_room(limit, requested)
             if wait == 0.0:
                 continue
             self.metrics.rejected(key.name, kind)
+            headers = _headers(limits)
             if wait is None:
                 raise refusals.request_too_large(
                     key=key.name, model=model, limit=limit, requested=requested, headers=headers
@@ -137,9 +136,8 @@ class Tenancy:
         if key.max_concurrent is not None and self._in_flight.get(key.id, 0) >= key.max_concurrent:
             self.metrics.rejected(key.name, "concurrency")
             raise refusals.too_many_concurrent(
-                key=key.name, limit=key.max_concurrent, headers=headers
+                key=key.name, limit=key.max_concurrent, headers=_headers(limits)
             )
-        return headers
 
     def _check_budgets(self, key: KeyRecord, now: datetime) -> None:
         budgets: list[tuple[refusals.Period, int | None, datetime, datetime]] = [

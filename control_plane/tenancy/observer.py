@@ -3,8 +3,7 @@
 A job ends for tenancy when it finishes (answered: its real usage; failed: an error without
 tokens), when it is withdrawn while still waiting (no tokens), or when the buffer turns it
 away (no tokens). A job withdrawn while an agent runs it ends when the agent confirms the
-cancel (``job_finished``, with the usage so far); if the agent is lost first, no hook comes,
-so ``sweep`` settles such a job once ``withdrawn_grace`` has passed.
+cancel (``job_finished``, with the usage so far), or fails if the agent is lost first.
 """
 
 from __future__ import annotations
@@ -22,19 +21,11 @@ if TYPE_CHECKING:
     from control_plane.serving.fleet import AgentLink
     from control_plane.serving.observer import JobOutcome
 
-WITHDRAWN_GRACE_SECONDS = 60.0
-
 
 class TenancyObserver(SchedulerObserver):
-    def __init__(
-        self,
-        *,
-        withdrawn_grace: float = WITHDRAWN_GRACE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,  # the clock of the jobs' own times
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: the clock of the jobs' own times."""
         self._tickets: dict[str, tuple[InferenceJob, Ticket]] = {}
-        self._withdrawn_at: dict[str, float] = {}
-        self._withdrawn_grace = withdrawn_grace
         self._clock = clock
 
     def register(self, job: InferenceJob, ticket: Ticket) -> None:
@@ -70,20 +61,6 @@ class TenancyObserver(SchedulerObserver):
         if job.agent is None:
             waited = self._clock() - job.admitted_at
             self._settle(job, outcome="withdrawn", queue_seconds=waited)
-        elif job.id in self._tickets:
-            self._withdrawn_at[job.id] = self._clock()
-
-    def sweep(self) -> None:
-        """Settle the tickets of jobs withdrawn from an agent that never confirmed in time."""
-        now = self._clock()
-        overdue = [
-            job_id
-            for job_id, withdrawn_at in self._withdrawn_at.items()
-            if now - withdrawn_at >= self._withdrawn_grace
-        ]
-        for job_id in overdue:
-            job, _ = self._tickets[job_id]
-            self._settle(job, outcome="withdrawn")
 
     def _settle(
         self,
@@ -95,7 +72,6 @@ class TenancyObserver(SchedulerObserver):
         queue_seconds: float = 0.0,
     ) -> None:
         entry = self._tickets.pop(job.id, None)
-        self._withdrawn_at.pop(job.id, None)
         if entry is not None:
             _, ticket = entry
             ticket.settle(
