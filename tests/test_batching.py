@@ -221,9 +221,14 @@ async def test_cancelling_one_sequence_leaves_the_others_running(tiny: Engine) -
 
 
 async def test_kv_exhaustion_ends_one_request_and_the_others_continue(
-    tiny_model_path: Path,
+    tiny_model_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Four slots overcommit 256 shared KV cells; each request wants up to ~115 of them."""
+    """Four slots overcommit 256 shared KV cells; each request wants up to ~115 of them.
+
+    When the cache runs out the decoder either ends the sequence holding the most cells
+    (KV_CACHE_FULL) or, if some sequences are already generating while others prefill, pauses
+    the prefills until one finishes: which one depends on when each request reached the
+    decoder. Either way no request is cut short silently, and the engine serves on."""
     engine = Engine(tiny_model_path, slots=4, context_size=128, threads=1, kv_size=256)
     await engine.load()
     try:
@@ -236,7 +241,9 @@ async def test_kv_exhaustion_ends_one_request_and_the_others_continue(
         )
         failures = [o for o in outcomes if isinstance(o, EngineError)]
         finished = [o for o in outcomes if not isinstance(o, BaseException)]
-        assert failures and all(error.code == KV_CACHE_FULL for error in failures)
+        assert "failed to find a memory slot" in caplog.text  # the cache did run out
+        assert len(failures) + len(finished) == 4
+        assert all(error.code == KV_CACHE_FULL for error in failures)
         assert finished and all(r.usage.completion_tokens == 60 for _, r in finished)
         assert engine.slots_busy == 0
         text, result = await generate(engine, completion(STORIES[0], max_tokens=10))
