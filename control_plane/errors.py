@@ -10,7 +10,6 @@ turns it (and any other exception, including routing errors) into such a respons
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +23,8 @@ from quart import (
     websocket,
 )
 from werkzeug.exceptions import HTTPException
+
+from control_plane import json_bodies
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,7 @@ def internal_error() -> OpenAIError:
 
 def error_response(error: OpenAIError) -> Response:
     """Render ``error`` as a JSON response; useful outside of the error handlers too."""
-    return Response(
-        json.dumps(error.body()),
-        status=error.status,
-        headers=error.headers,
-        content_type="application/json",
-    )
+    return json_bodies.json_response(error.body(), status=error.status, headers=error.headers)
 
 
 def install_error_handlers(app: Quart) -> None:

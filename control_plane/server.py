@@ -1,14 +1,19 @@
-"""Run a control plane: both addresses under Hypercorn in one process."""
+"""Run a control plane: both addresses under Uvicorn in one process.
+
+Uvicorn with httptools parses HTTP in C and its websockets implementation frames in C too;
+Hypercorn's pure-Python h11/wsproto stack cost this control plane about 40% of its throughput
+(README, "The control plane's hot paths")."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
+import uvicorn
+from quart import Quart
 
 from control_plane.addresses import split_address
 from control_plane.app import create_inference_app, create_management_app
@@ -20,7 +25,7 @@ logger = logging.getLogger("paddler.control_plane")
 def listen(address: str) -> int:
     """Bind ``host:port`` now, so a busy port fails early with a message that names it.
 
-    Returns the listening socket's file descriptor, which Hypercorn takes over.
+    Returns the listening socket's file descriptor, which the server takes over.
     """
     host, port = split_address(address)
     host = host.strip("[]")
@@ -37,17 +42,50 @@ def listen(address: str) -> int:
     return sock.detach()
 
 
-def _hypercorn_config(descriptor: int, max_message_bytes: int) -> Config:
-    config = Config()
-    config.bind = [f"fd://{descriptor}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 3.0
-    config.keep_alive_timeout = 75.0
-    config.websocket_ping_interval = None
-    # the agent socket's frames: agents split larger results to stay under it
-    config.websocket_max_message_size = max_message_bytes
-    return config
+class _Server(uvicorn.Server):
+    """Uvicorn without its signal handlers: the CLI owns signals and sets ``shutdown``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_config(app: Quart, max_message_bytes: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        ws="websockets-sansio",
+        loop="none",  # the running loop (uvloop when installed, see paddler.event_loop)
+        lifespan="off",  # the control plane starts and stops its state itself
+        log_config=None,  # paddler.logs configured logging; uvicorn's own lines are noise
+        log_level="warning",
+        access_log=False,  # one INFO line per request is the control plane's own
+        proxy_headers=False,  # X-Forwarded-* are read where trusted (forwarded_proto.py)
+        server_header=False,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=3,
+        ws_ping_interval=None,  # agents and the control plane keep their own deadlines
+        # the agent socket's frames: agents split larger results to stay under it
+        ws_max_size=max_message_bytes,
+        # only negotiated when an agent asks for it (AgentRunner(compression=True))
+        ws_per_message_deflate=True,
+    )
+
+
+async def _serve(
+    app: Quart, descriptor: int, max_message_bytes: int, shutdown: asyncio.Event
+) -> None:
+    server = _Server(_uvicorn_config(app, max_message_bytes))
+
+    async def stop_on_shutdown() -> None:
+        await shutdown.wait()
+        server.should_exit = True
+
+    stopper = asyncio.create_task(stop_on_shutdown())
+    try:
+        await server.serve(sockets=[socket.socket(fileno=descriptor)])
+    finally:
+        stopper.cancel()
 
 
 async def run_control_plane(
@@ -64,19 +102,11 @@ async def run_control_plane(
     management = create_management_app(state)
     servers = [
         asyncio.create_task(
-            serve(
-                inference,
-                _hypercorn_config(inference_socket, settings.agent_max_frame_bytes),
-                shutdown_trigger=shutdown.wait,
-            ),
+            _serve(inference, inference_socket, settings.agent_max_frame_bytes, shutdown),
             name="inference-server",
         ),
         asyncio.create_task(
-            serve(
-                management,
-                _hypercorn_config(management_socket, settings.agent_max_frame_bytes),
-                shutdown_trigger=shutdown.wait,
-            ),
+            _serve(management, management_socket, settings.agent_max_frame_bytes, shutdown),
             name="management-server",
         ),
     ]

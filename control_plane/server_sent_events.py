@@ -22,6 +22,12 @@ def event(data: str, name: str | None = None) -> bytes:
     return f"{head}{lines}\n".encode()
 
 
+def json_event(data: bytes, name: str | None = None) -> bytes:
+    """One event whose data is compact JSON, which is one line (JSON escapes newlines)."""
+    head = b"event: " + name.encode() + b"\n" if name is not None else b""
+    return head + b"data: " + data + b"\n\n"
+
+
 def comment(text: str) -> bytes:
     """A comment, which clients ignore; handy as a keep-alive."""
     lines = "".join(f": {line}\n" for line in text.splitlines() or [""])

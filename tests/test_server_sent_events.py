@@ -4,6 +4,7 @@ the coalescing of a stream's events that are there together into one chunk."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from quart import Quart
 
-from control_plane import server_sent_events
+from control_plane import json_bodies, server_sent_events
 
 
 def test_an_event_sends_each_line_of_its_data() -> None:
@@ -19,6 +20,35 @@ def test_an_event_sends_each_line_of_its_data() -> None:
     assert server_sent_events.event("<p>\n</p>", "fragment") == (
         b"event: fragment\ndata: <p>\ndata: </p>\n\n"
     )
+
+
+@given(
+    st.dictionaries(
+        st.text(),
+        st.recursive(
+            st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            max_leaves=8,
+        ),
+    ),
+    st.none() | st.sampled_from(["response.output_text.delta", "error"]),
+)
+def test_a_json_event_is_one_data_line_a_client_decodes_back(
+    data: dict[str, object], name: str | None
+) -> None:
+    written = server_sent_events.json_event(json_bodies.dumps(data), name)
+    head = f"event: {name}\n".encode() if name is not None else b""
+    assert written.startswith(head + b"data: ") and written.endswith(b"\n\n")
+    line = written[len(head) : -2]
+    assert b"\n" not in line and b"\r" not in line  # texts' newlines stay escaped
+    assert json.loads(line.removeprefix(b"data: ")) == data
+
+
+def test_json_has_no_nan_or_infinity_which_clients_cannot_parse() -> None:
+    assert json.loads(json_bodies.dumps({"logprob": float("-inf"), "x": float("nan")})) == {
+        "logprob": None,
+        "x": None,
+    }
 
 
 def test_a_comment_may_span_lines() -> None:

@@ -11,7 +11,6 @@ the official SDKs parse them. Streaming responses are server-sent events made wi
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import struct
 import time
@@ -19,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from control_plane import server_sent_events
+from control_plane import json_bodies, server_sent_events
 from paddler.protocol import FinishReason, JobKind, Usage
 
 JsonObject = dict[str, Any]
@@ -129,5 +128,6 @@ def models_list(names: list[str], created: Mapping[str, int] | int) -> JsonObjec
 
 def sse_event(data: Mapping[str, Any] | str) -> bytes:
     """A ``data:`` event; a ``str`` (such as ``"[DONE]"``) is sent verbatim, not as JSON."""
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return server_sent_events.event(payload)
+    if isinstance(data, str):
+        return server_sent_events.event(data)
+    return server_sent_events.json_event(json_bodies.dumps(data))

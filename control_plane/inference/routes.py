@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
@@ -10,7 +9,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from control_plane import errors, server_sent_events, serving_errors
+from control_plane import errors, json_bodies, server_sent_events, serving_errors
 from control_plane.inference import openai_objects
 from control_plane.inference.callers import current_caller
 from control_plane.inference.chat_chunks import ChatStream
@@ -74,7 +73,7 @@ async def embeddings() -> Response:
                     update.prompt_tokens,
                     encoding_format=call.encoding_format,
                 )
-                return Response(json.dumps(body), mimetype="application/json")
+                return json_bodies.json_response(body)
     except errors.OpenAIError as error:
         if error.code == "buffer_timeout" and not state.fleet.load(call.model).serves_embeddings:
             raise serving_errors.buffer_timeout(
@@ -114,7 +113,7 @@ async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Respo
             header = Header.new(call.request.kind, call.model)
             whole = chat_completion if call.request.kind == "chat" else text_completion
             body = whole(header, output, update, logprobs=logprobs)
-            return Response(json.dumps(body), mimetype="application/json")
+            return json_bodies.json_response(body)
     raise serving_errors.agent_lost("the agent stopped without finishing the request")
 
 

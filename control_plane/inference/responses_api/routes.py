@@ -5,14 +5,13 @@ written once its response is done, never while tokens flow."""
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import Any
 
 from quart import Blueprint, Response, request
 
-from control_plane import server_sent_events
+from control_plane import json_bodies, server_sent_events
 from control_plane.db.response_store import ResponseRecord, ResponseStore
 from control_plane.errors import OpenAIError, invalid_request
 from control_plane.inference.callers import current_caller
@@ -130,4 +129,4 @@ def _not_found(response_id: str) -> OpenAIError:
 
 
 def _json(body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body), mimetype="application/json")
+    return json_bodies.json_response(body)

@@ -6,12 +6,11 @@ request waits for a slot or its first token."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from control_plane import errors, server_sent_events, serving_errors
+from control_plane import errors, json_bodies, server_sent_events, serving_errors
 from control_plane.inference.responses_api.generation import ResponseRun
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.relay import KeepAlive, Update, Waiting
@@ -28,9 +27,9 @@ class _Events:
         self._next = 0
 
     def send(self, event: dict[str, Any]) -> bytes:
-        data = json.dumps({**event, "sequence_number": self._next}, separators=(",", ":"))
+        data = json_bodies.dumps({**event, "sequence_number": self._next})
         self._next += 1
-        return server_sent_events.event(data, name=event["type"])
+        return server_sent_events.json_event(data, name=event["type"])
 
 
 async def stream_response(
