@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from control_plane.serving.mailbox import Mailbox
 from paddler.logs import current_request_id
 from paddler.protocol import Done, EmbeddingRequest, Embeddings, JobRequest, Message, Token
 
@@ -68,7 +68,7 @@ class InferenceJob:
     session: str | None = None  # the client's conversation (``user`` / X-Session-Id), if named
     admitted_at: float = field(default_factory=time.monotonic)  # the client request was admitted
     queued_at: float = field(default_factory=time.monotonic)  # entered the buffer (again)
-    events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
+    events: Mailbox[JobEvent] = field(default_factory=Mailbox)
     agent: Assignee | None = None
     dispatched_at: float | None = None  # time.monotonic() of the latest dispatch
     attempts: int = 0
