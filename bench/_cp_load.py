@@ -61,7 +61,7 @@ class _Client(asyncio.Protocol):
         self._head_end = -1
         self._length = -1  # Content-Length, or -1: chunked
         self.pieces = 0  # streamed pieces of text received (``"content":`` in events)
-        self.closed = False  # by the server (Hypercorn closes after 1,000 requests, say)
+        self.closed = False  # by the server (which may end a keep-alive connection)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)

@@ -1,8 +1,8 @@
 """Run a control plane: both addresses under Uvicorn in one process.
 
-Uvicorn with httptools parses HTTP in C and its websockets implementation frames in C too;
-Hypercorn's pure-Python h11/wsproto stack cost this control plane about 40% of its throughput
-(README, "The control plane's hot paths")."""
+Uvicorn parses HTTP with httptools (C) and speaks websockets through the ``websockets``
+package's sans-I/O protocol; on Hypercorn's pure-Python h11 and wsproto the same control plane
+served 1.6-2.4x fewer requests per second (README, "The control plane's hot paths")."""
 
 from __future__ import annotations
 

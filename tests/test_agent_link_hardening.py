@@ -389,6 +389,20 @@ def test_a_non_ascii_agent_token_is_refused_with_401(plane: ControlPlane) -> Non
     assert "Traceback" not in plane.log(None)
 
 
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_the_agent_socket_compresses_only_when_the_agent_asks(
+    plane: ControlPlane, compression: str | None
+) -> None:
+    """Token frames are small and many: no permessage-deflate unless the agent asks for it
+    (``AgentRunner(compression=True)``)."""
+    url = plane.management_url.replace("http://", "ws://") + protocol.AGENT_SOCKET_PATH
+    headers = {"Authorization": f"Bearer {AGENT_TOKEN}"}
+    with connect(url, additional_headers=headers, compression=compression) as link:
+        assert link.response is not None
+        extensions = link.response.headers.get("Sec-WebSocket-Extensions", "")
+    assert ("permessage-deflate" in extensions) == (compression is not None), extensions
+
+
 def test_a_stopped_agent_does_not_wait_for_a_long_embedding_job(
     plane: ControlPlane, tmp_path: Path, smollm2_path: Path
 ) -> None:
