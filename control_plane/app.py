@@ -9,6 +9,7 @@ from control_plane.dashboard.live_views import live_views
 from control_plane.dashboard.pages import dashboard, install_template_filters, templates_directory
 from control_plane.dashboard.pool_page import pool_page
 from control_plane.errors import install_error_handlers
+from control_plane.inference.direct_routes import DirectRoutes
 from control_plane.inference.hooks import install_inference_hooks
 from control_plane.inference.request_ids import install_request_ids
 from control_plane.inference.responses_api import responses_api
@@ -47,6 +48,7 @@ def create_inference_app(state: ControlPlane) -> Quart:
     install_inference_hooks(app)
     app.register_blueprint(inference_api)
     app.register_blueprint(responses_api)
+    app.asgi_app = DirectRoutes(app.asgi_app, state)  # type: ignore[method-assign,assignment]
     return app
 
 

@@ -7,8 +7,6 @@ CORS headers, so browsers keep its pages from reading the answers.
 
 from __future__ import annotations
 
-from quart import request
-
 from control_plane.addresses import dialable, split_address
 from control_plane.settings import ControlPlaneSettings
 
@@ -21,13 +19,15 @@ PREFLIGHT = {
 }
 
 
-def cors_headers(settings: ControlPlaneSettings, *, preflight: bool) -> dict[str, str]:
-    """The CORS headers for this request's ``Origin``; none when that origin is not allowed."""
-    origin = request.headers.get("Origin", "")
+def cors_headers(
+    settings: ControlPlaneSettings, *, origin: str, host: str, preflight: bool
+) -> dict[str, str]:
+    """The CORS headers for a request from ``origin`` (its ``Origin`` header, maybe empty) sent
+    to ``host`` (its ``Host``); none when that origin is not allowed."""
     allowed = settings.allowed_cors_origins
     if ANY_ORIGIN in allowed:
         granted = ANY_ORIGIN
-    elif origin and (origin in allowed or origin in _dashboard_origins(settings)):
+    elif origin and (origin in allowed or origin in _dashboard_origins(settings, host)):
         granted = origin
     else:
         return {}
@@ -39,9 +39,9 @@ def cors_headers(settings: ControlPlaneSettings, *, preflight: bool) -> dict[str
     return headers
 
 
-def _dashboard_origins(settings: ControlPlaneSettings) -> set[str]:
+def _dashboard_origins(settings: ControlPlaneSettings, host: str) -> set[str]:
     """The dashboard as a browser reaches it: the host this request was sent to, or the
     management address's, at the management port."""
     management_host, port = split_address(dialable(settings.management_addr))
-    hosts = {management_host, split_address(request.host)[0] or request.host}
+    hosts = {management_host, split_address(host)[0] or host}
     return {f"{scheme}://{host}:{port}" for host in hosts for scheme in ("http", "https")}

@@ -26,14 +26,19 @@ def install_inference_hooks(app: Quart) -> None:
 async def _answer_preflight() -> Response | None:
     """Browsers ask before a cross-origin POST; no API key is needed to ask."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        settings = current_control_plane().settings
-        return Response("", status=204, headers=cors_headers(settings, preflight=True))
+        return Response("", status=204, headers=_cors_headers(preflight=True))
     return None
 
 
 async def _allow_browsers(response: Response) -> Response:
-    response.headers.update(cors_headers(current_control_plane().settings, preflight=False))
+    response.headers.update(_cors_headers(preflight=False))
     return response
+
+
+def _cors_headers(*, preflight: bool) -> dict[str, str]:
+    settings = current_control_plane().settings
+    origin = request.headers.get("Origin", "")
+    return cors_headers(settings, origin=origin, host=request.host, preflight=preflight)
 
 
 async def _count_request(response: Response) -> Response:

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 from quart import Blueprint, Response, request
 
 from control_plane import errors, json_bodies, server_sent_events, serving_errors
 from control_plane.inference import openai_objects
-from control_plane.inference.callers import current_caller
+from control_plane.inference.callers import admitted, current_caller
 from control_plane.inference.chat_chunks import ChatStream
 from control_plane.inference.chat_objects import chat_completion
-from control_plane.inference.chat_requests import (
-    InferenceCall,
-    parse_chat_completion,
-    parse_completion,
-)
+from control_plane.inference.chat_requests import InferenceCall
 from control_plane.inference.embedding_requests import parse_embeddings
 from control_plane.inference.generated_output import GeneratedOutput
 from control_plane.inference.openai_objects import Header
-from control_plane.inference.submission import submit
+from control_plane.inference.submission import SESSION_HEADER, submit
 from control_plane.inference.text_objects import TextStream, text_completion
 from control_plane.serving.jobs import InferenceJob
-from control_plane.serving.relay import KeepAlive, Update, Waiting, at_hand
+from control_plane.serving.relay import KeepAlive, Update, Waiting
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import Done, Embeddings, Token
 
@@ -49,21 +44,27 @@ async def list_models() -> dict[str, Any]:
     return openai_objects.models_list(sorted(allowed), created)
 
 
+# A POST to these two never reaches Quart: ``direct_routes.DirectRoutes`` answers it in front of
+# the app, with ``collect_completion`` and ``stream_completion`` below. The rules stay registered
+# so that Quart still answers what is not a POST: 405 naming the allowed methods, CORS preflights.
 @inference_api.post("/v1/chat/completions")
-async def chat_completions() -> Response:
-    return await _serve(parse_chat_completion(await request.get_data(cache=False)))
-
-
 @inference_api.post("/v1/completions")
-async def completions() -> Response:
-    return await _serve(parse_completion(await request.get_data(cache=False)))
+async def served_directly() -> Response:
+    raise RuntimeError("a POST to this route is served by DirectRoutes, in front of Quart")
 
 
 @inference_api.post("/v1/embeddings")
 async def embeddings() -> Response:
     call = parse_embeddings(await request.get_data(cache=False))
     state = current_control_plane()
-    job, updates = submit(state, call.model, call.request)
+    job, updates = submit(
+        state,
+        call.model,
+        call.request,
+        caller=current_caller(),
+        session_header=request.headers.get(SESSION_HEADER),
+        on_admission=admitted,
+    )
     try:
         async for update in updates:
             if isinstance(update, Embeddings):
@@ -86,24 +87,13 @@ async def embeddings() -> Response:
     raise serving_errors.agent_lost("the agent stopped without answering the request")
 
 
-async def _serve(call: InferenceCall) -> Response:
-    state = current_control_plane()
-    job, updates = submit(state, call.model, call.request, user=call.user)
-    if call.stream:
-        stream = _stream(state, call, job, updates)
-        return server_sent_events.streaming_response(stream, ready=partial(at_hand, job))
-    try:
-        return await _collect(call, updates)
-    finally:
-        state.scheduler.withdraw(job, "client_disconnected")
-
-
 def _expected(seconds: float | None) -> str:
     """The expected wait of a queued comment, while a cold start is under way."""
     return "" if seconds is None else f" expected_wait={seconds:.0f}s"
 
 
-async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Response:
+async def collect_completion(call: InferenceCall, updates: AsyncIterator[Update]) -> dict[str, Any]:
+    """The body of a completion that is not streamed, once ``updates`` end it."""
     output = GeneratedOutput()
     logprobs = call.request.logprobs is not None
     async for update in updates:
@@ -112,8 +102,7 @@ async def _collect(call: InferenceCall, updates: AsyncIterator[Update]) -> Respo
         elif isinstance(update, Done):
             header = Header.new(call.request.kind, call.model)
             whole = chat_completion if call.request.kind == "chat" else text_completion
-            body = whole(header, output, update, logprobs=logprobs)
-            return json_bodies.json_response(body)
+            return whole(header, output, update, logprobs=logprobs)
     raise serving_errors.agent_lost("the agent stopped without finishing the request")
 
 
@@ -126,10 +115,11 @@ def _answer_stream(call: InferenceCall) -> ChatStream | TextStream:
     )
 
 
-async def _stream(
+async def stream_completion(
     state: ControlPlane, call: InferenceCall, job: InferenceJob, updates: AsyncIterator[Update]
 ) -> AsyncIterator[bytes]:
-    """Runs outside the request context: everything it needs is passed in."""
+    """The events of a streamed completion, until ``updates`` end it; an error after the first
+    event is the last event. Closing it withdraws ``job``."""
     answer = _answer_stream(call)
     opened = False
     try:

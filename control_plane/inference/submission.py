@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
-
-from quart import request
+from collections.abc import AsyncIterator, Callable
 
 from control_plane import errors, serving_errors
-from control_plane.inference.callers import admitted, current_caller
 from control_plane.serving.desired_state import apply_defaults
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.pool_health import all_agents_broken
 from control_plane.serving.relay import Patience, Update, follow
 from control_plane.serving.scheduler import BufferFull, KeyBufferFull
 from control_plane.state import ControlPlane
+from control_plane.tenancy import Caller, Ticket
 from paddler.protocol import GenerationRequest, JobRequest
 
 logger = logging.getLogger("paddler.inference")
@@ -38,11 +36,21 @@ SESSION_HEADER = "X-Session-Id"
 
 
 def submit(
-    state: ControlPlane, model: str, job_request: JobRequest, *, user: str | None = None
+    state: ControlPlane,
+    model: str,
+    job_request: JobRequest,
+    *,
+    caller: Caller,
+    session_header: str | None,
+    on_admission: Callable[[Ticket], None],
+    user: str | None = None,
 ) -> tuple[InferenceJob, AsyncIterator[Update]]:
-    """Buffer a job for ``model``'s pool, if the caller's key lets it in now; its updates until
-    it is done, failed or timed out. ``user`` (or an ``X-Session-Id`` header) names the
-    conversation, which the router keeps on one agent where it can."""
+    """Buffer a job for ``model``'s pool, if ``caller``'s key lets it in now; its updates until
+    it is done, failed or timed out. ``session_header`` (the request's ``X-Session-Id``), else
+    ``user``, names the conversation, which the router keeps on one agent where it can.
+
+    ``on_admission`` gets the ticket as soon as the key lets the request in: its rate limit
+    headers belong on the response even when the buffer then turns the job away."""
     model = pool_for(state, model)
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
@@ -54,9 +62,8 @@ def submit(
     desired = state.rollout.desired.get(model)
     if desired is not None and isinstance(job_request, GenerationRequest):
         job_request = apply_defaults(job_request, desired.inference_defaults)
-    caller = current_caller()
     ticket = state.tenancy.admit(caller, model, job_request)
-    session = request.headers.get(SESSION_HEADER) or user
+    session = session_header or user
     job = InferenceJob(
         pool=model,
         request=job_request,
@@ -66,7 +73,7 @@ def submit(
         session=None if not session else f"{caller.owner[:16]}/{session}",
     )
     state.tenancy.register(job, ticket)  # the scheduler's observer settles it when the job ends
-    admitted(ticket)
+    on_admission(ticket)
     try:
         state.scheduler.submit(job)
     except KeyBufferFull as full:
