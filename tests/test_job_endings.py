@@ -84,6 +84,27 @@ async def test_shutdown_failure_is_a_503_for_the_client() -> None:
     assert raised.value.status == 503 and raised.value.code == "shutdown"
 
 
+async def test_jobs_of_agents_dropped_at_control_plane_shutdown_say_so() -> None:
+    """Started or not, a job whose agent the stopping control plane drops is not requeued
+    (no agent takes work any more) and its client hears the control plane is shutting down."""
+    agent, other = make_agent("a", slots=2), make_agent("b")
+    scheduler = scheduler_with(agent)
+    started, prefilling = submit(scheduler, REQUEST, REQUEST)
+    scheduler.agent_message(agent, protocol.Token(job_id=started.id, text="Once"))
+    scheduler.agent_joined(other)
+    scheduler.fleet.hold_all("shutdown")
+    scheduler.agent_left(agent)
+    failure = events(prefilling)[-1]
+    assert isinstance(failure, Failed) and failure.code == "shutdown"
+    assert failure.message == "the control plane is shutting down"
+    assert scheduler.counters["shutdown"] == 2 and scheduler.counters["requeued"] == 0
+    updates = follow(started, scheduler, patience())
+    assert text_of(await anext(updates)) == "Once"
+    with pytest.raises(errors.OpenAIError) as raised:
+        await anext(updates)
+    assert raised.value.status == 503 and "control plane is shutting down" in raised.value.message
+
+
 async def test_withdrawn_job_cancelled_by_its_agent_is_no_failure() -> None:
     agent = make_agent("a")
     scheduler = scheduler_with(agent)

@@ -42,6 +42,12 @@ def after_agent_lost(
     return None
 
 
+def at_control_plane_shutdown(job: InferenceJob) -> Failed:
+    """The control plane is stopping and dropped the job's agent with it: no agent will take the
+    job again, started or not, and its client is told why."""
+    return Failed(SHUTDOWN, "the control plane is shutting down")
+
+
 def after_agent_stopped(job: InferenceJob, agent_name: str, *, max_attempts: int) -> Failed | None:
     """The agent ended the job itself (it is shutting down past its grace period, or swapping
     its model); None means: try the job again elsewhere."""

@@ -259,9 +259,12 @@ class Scheduler:
         for job in jobs:
             if job.finished or job.agent is not link:
                 continue
-            failure = endings.after_agent_lost(
-                job, link.name, max_attempts=self.max_attempts, said_goodbye=said_goodbye
-            )
+            if "shutdown" in link.holds:
+                failure: Failed | None = endings.at_control_plane_shutdown(job)
+            else:
+                failure = endings.after_agent_lost(
+                    job, link.name, max_attempts=self.max_attempts, said_goodbye=said_goodbye
+                )
             self._retry_or_fail(job, link, failure)
         self.pump(link.pool)
 
