@@ -9,7 +9,13 @@ import pytest
 from paddler.bundled import bundled_model_path
 from tests.tiny_model import build_tiny_gguf
 
-pytest_plugins = ["tests.serving_fixtures", "tests.management_app", "tests.test_tenancy_support"]
+pytest_plugins = [
+    "tests.serving_fixtures",
+    "tests.management_app",
+    "tests.test_tenancy_support",
+    "tests.in_process_app",
+    "tests.sql_databases",
+]
 
 
 @pytest.fixture(scope="session")

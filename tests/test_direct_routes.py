@@ -19,13 +19,13 @@ from control_plane.app import create_inference_app
 from control_plane.inference import direct_routes
 from control_plane.state import ControlPlane as InProcessPlane
 from paddler import protocol
+from tests.in_process_app import CHAT, chat_stream, job_sent_to
 from tests.processes import ControlPlane, wait_until
 from tests.serving_fixtures import StartAgent
 from tests.test_errors import assert_openai_error
 from tests.test_metrics import scrape, value
 from tests.test_scheduler import done, make_agent, sent
 from tests.test_serving import sse_events
-from tests.test_stream_coalescing import CHAT, chat_stream, job_sent_to, plane  # noqa: F401
 from tests.test_tenants_e2e import create_key
 
 ORIGIN = "https://app.example"
@@ -180,7 +180,7 @@ def wait_until_withdrawn(control_plane: ControlPlane, pool: str) -> None:
 
 
 async def test_an_unexpected_exception_is_a_500_without_its_details(
-    plane: InProcessPlane,  # noqa: F811
+    plane: InProcessPlane,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -201,7 +201,7 @@ async def test_an_unexpected_exception_is_a_500_without_its_details(
 
 
 async def test_a_whole_answer_comes_as_json_with_the_request_id(
-    plane: InProcessPlane,  # noqa: F811
+    plane: InProcessPlane,
 ) -> None:
     agent = make_agent("a")
     plane.scheduler.agent_joined(agent)
@@ -223,7 +223,7 @@ async def test_a_whole_answer_comes_as_json_with_the_request_id(
 
 
 async def test_leaving_before_the_whole_answer_cancels_the_job(
-    plane: InProcessPlane,  # noqa: F811
+    plane: InProcessPlane,
 ) -> None:
     agent = make_agent("a")
     plane.scheduler.agent_joined(agent)
@@ -239,7 +239,7 @@ async def test_leaving_before_the_whole_answer_cancels_the_job(
 
 
 async def test_a_finished_stream_leaves_no_watcher_behind(
-    plane: InProcessPlane,  # noqa: F811
+    plane: InProcessPlane,
 ) -> None:
     async with chat_stream(plane) as (agent, connection, job_id):
         plane.scheduler.agent_message(agent, done(job_id))

@@ -12,13 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from control_plane.db.engine import create_engine
 from control_plane.db.key_store import KEY_FIELDS, KeyNameTaken, KeyRecord, KeyStore
 from control_plane.db.migrate import current, downgrade, upgrade
-from tests.test_migrations import (  # noqa: F401  (fixtures)
-    database_url,
-    postgres_server,
-    run_sync,
-    schema_differences,
-    table_names,
-)
+from tests.sql_databases import run_sync
+from tests.test_migrations import schema_differences, table_names
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 KEY_TABLES = {"api_keys", "key_usage", "rate_windows"}
@@ -41,7 +36,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def keys(database_url: str, clock: Clock) -> AsyncIterator[KeyStore]:  # noqa: F811
+async def keys(database_url: str, clock: Clock) -> AsyncIterator[KeyStore]:
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     yield KeyStore(engine, clock=clock)
@@ -52,7 +47,7 @@ async def create(keys: KeyStore, name: str, **fields: object) -> KeyRecord:
     return await keys.create(name, prefix=f"sk-pfp-{name}"[:12], digest=name * 4, fields=fields)
 
 
-def test_the_migration_adds_and_removes_the_key_tables(database_url: str) -> None:  # noqa: F811
+def test_the_migration_adds_and_removes_the_key_tables(database_url: str) -> None:
     upgrade(database_url, "0004")
     assert table_names(database_url) >= KEY_TABLES
     assert run_sync(database_url, schema_differences) == []

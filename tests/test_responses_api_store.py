@@ -12,13 +12,8 @@ from sqlalchemy import inspect
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import current, downgrade, head, upgrade
 from control_plane.db.response_store import ResponseStore
-from tests.test_migrations import (  # noqa: F401  (fixtures)
-    database_url,
-    postgres_server,
-    run_sync,
-    schema_differences,
-    table_names,
-)
+from tests.sql_databases import run_sync
+from tests.test_migrations import schema_differences, table_names
 
 DAY = 24 * 3600.0
 
@@ -37,14 +32,14 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(database_url: str, clock: Clock) -> AsyncIterator[ResponseStore]:  # noqa: F811
+async def store(database_url: str, clock: Clock) -> AsyncIterator[ResponseStore]:
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     yield ResponseStore(engine, retention=DAY, clock=clock)
     await engine.dispose()
 
 
-def test_the_migration_adds_and_removes_the_responses_table(database_url: str) -> None:  # noqa: F811
+def test_the_migration_adds_and_removes_the_responses_table(database_url: str) -> None:
     upgrade(database_url)
     assert current(database_url) == head() and "responses" in table_names(database_url)
     assert run_sync(database_url, schema_differences) == []

@@ -4,25 +4,18 @@ real inference app, read chunk by chunk as the server writes them."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import pytest
-from quart import Quart
-
 from control_plane import server_sent_events
-from control_plane.app import create_inference_app
-from control_plane.serving.fleet import AgentLink
 from control_plane.serving.jobs import InferenceJob, Tick
 from control_plane.serving.relay import KeepAlive, Patience, Update, Waiting, at_hand, follow
 from control_plane.serving.scheduler import Scheduler
-from control_plane.settings import ControlPlaneSettings
 from control_plane.state import ControlPlane
 from paddler import protocol
+from tests.in_process_app import chat_stream
 from tests.test_scheduler import REQUEST, done, make_agent, scheduler_with, sent, submit
 
 PATIENCE = Patience(
@@ -142,43 +135,11 @@ async def test_a_waiting_job_reports_alone() -> None:
 # -- through the inference app ----------------------------------------------------------------
 
 
-@pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    state = ControlPlane(ControlPlaneSettings(state_dir=tmp_path))
-    await state.start()
-    await state.ensure_pool("m", "fake://m", 1)
-    yield state
-    state.closing.set()
-    await state.stop()
-
-
-async def job_sent_to(agent: AgentLink) -> str:
-    while not isinstance(message := await agent.outbox.get(), protocol.Job):
-        pass
-    return message.job_id
-
-
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-
-
 def data_of(chunks: list[bytes]) -> list[list[dict[str, Any] | str]]:
     return [
         [data if data == "[DONE]" else json.loads(data) for data in events_in(chunk)]
         for chunk in chunks
     ]
-
-
-@contextlib.asynccontextmanager
-async def chat_stream(plane: ControlPlane) -> AsyncIterator[tuple[AgentLink, Any, str]]:
-    """A streamed chat completion through the real app, sent to an agent of its own: the
-    agent, the client's connection and the job's id."""
-    agent = make_agent("a")
-    plane.scheduler.agent_joined(agent)
-    app: Quart = create_inference_app(plane)
-    async with app.test_client().request("/v1/chat/completions", method="POST") as connection:
-        await connection.send(json.dumps(CHAT).encode())
-        await connection.send_complete()
-        yield agent, connection, await job_sent_to(agent)
 
 
 async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(

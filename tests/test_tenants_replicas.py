@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.processes import ADMIN_HEADERS, Agent, ControlPlane, wait_until
-from tests.test_migrations import PostgresServer, postgres_server  # noqa: F401
+from tests.sql_databases import PostgresServer
 from tests.test_tenants_e2e import create_key
 
 POOL = "tiny"
@@ -25,7 +25,7 @@ SYNC_INTERVAL = 0.2
 def replicas(
     tmp_path: Path,
     tiny_model_path: Path,
-    postgres_server: PostgresServer,  # noqa: F811
+    postgres_server: PostgresServer,
 ) -> Iterator[list[ControlPlane]]:
     url = postgres_server.create_database()
     planes: list[ControlPlane] = []

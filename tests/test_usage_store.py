@@ -12,14 +12,13 @@ import pytest
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import upgrade
 from control_plane.db.usage_store import UsageDelta, UsageRow, UsageStore
-from tests.test_migrations import database_url, postgres_server  # noqa: F401  (fixtures)
 
 HOUR = datetime(2025, 3, 1, 9, tzinfo=UTC)
 NEXT_HOUR = HOUR + timedelta(hours=1)
 
 
 @pytest.fixture
-async def migrated(database_url: str) -> str:  # noqa: F811
+async def migrated(database_url: str) -> str:
     await asyncio.to_thread(upgrade, database_url)
     return database_url
 
