@@ -1,6 +1,6 @@
 """An in-process control plane and its real inference app, for tests that drive requests through
 the app while in-memory agent links (``AgentLink`` whose outbox nobody writes to a socket) stand
-for connected agents. Registered as a pytest plugin in conftest.py (the ``plane`` fixture)."""
+for connected agents. Registered as a pytest plugin in conftest.py (``inference_plane``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from tests.test_scheduler import make_agent
 
 
 @pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
+async def inference_plane(tmp_path: Path) -> AsyncIterator[ControlPlane]:
+    """A started control plane with one pool, ``m``, and no agent."""
     state = ControlPlane(ControlPlaneSettings(state_dir=tmp_path))
     await state.start()
     await state.ensure_pool("m", "fake://m", 1)

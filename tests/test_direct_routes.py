@@ -180,7 +180,7 @@ def wait_until_withdrawn(control_plane: ControlPlane, pool: str) -> None:
 
 
 async def test_an_unexpected_exception_is_a_500_without_its_details(
-    plane: InProcessPlane,
+    inference_plane: InProcessPlane,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -188,7 +188,7 @@ async def test_an_unexpected_exception_is_a_500_without_its_details(
         raise RuntimeError("password=hunter2")
 
     monkeypatch.setitem(direct_routes.PARSERS, CHAT_PATH, crash)
-    client = create_inference_app(plane).test_client()
+    client = create_inference_app(inference_plane).test_client()
     with caplog.at_level(logging.ERROR):
         response = await client.post(CHAT_PATH, json=CHAT, headers={"X-Request-Id": "crash-1"})
     assert response.status_code == 500
@@ -201,18 +201,18 @@ async def test_an_unexpected_exception_is_a_500_without_its_details(
 
 
 async def test_a_whole_answer_comes_as_json_with_the_request_id(
-    plane: InProcessPlane,
+    inference_plane: InProcessPlane,
 ) -> None:
     agent = make_agent("a")
-    plane.scheduler.agent_joined(agent)
-    client = create_inference_app(plane).test_client()
+    inference_plane.scheduler.agent_joined(agent)
+    client = create_inference_app(inference_plane).test_client()
     body = {**CHAT, "stream": False}
     answer = asyncio.ensure_future(
         client.post(CHAT_PATH, json=body, headers={"X-Request-Id": "whole"})
     )
     job_id = await job_sent_to(agent)
-    plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text="Hi"))
-    plane.scheduler.agent_message(agent, done(job_id))
+    inference_plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text="Hi"))
+    inference_plane.scheduler.agent_message(agent, done(job_id))
     response = await answer
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
@@ -223,29 +223,29 @@ async def test_a_whole_answer_comes_as_json_with_the_request_id(
 
 
 async def test_leaving_before_the_whole_answer_cancels_the_job(
-    plane: InProcessPlane,
+    inference_plane: InProcessPlane,
 ) -> None:
     agent = make_agent("a")
-    plane.scheduler.agent_joined(agent)
-    app = create_inference_app(plane)
+    inference_plane.scheduler.agent_joined(agent)
+    app = create_inference_app(inference_plane)
     async with app.test_client().request(CHAT_PATH, method="POST") as connection:
         await connection.send(json.dumps({**CHAT, "stream": False}).encode())
         await connection.send_complete()
         job_id = await job_sent_to(agent)
         await connection.disconnect()
     assert protocol.Cancel(job_id=job_id) in sent(agent)
-    assert plane.scheduler.counters["withdrawn_client_disconnected"] == 1
+    assert inference_plane.scheduler.counters["withdrawn_client_disconnected"] == 1
     assert not await _watchers()
 
 
 async def test_a_finished_stream_leaves_no_watcher_behind(
-    plane: InProcessPlane,
+    inference_plane: InProcessPlane,
 ) -> None:
-    async with chat_stream(plane) as (agent, connection, job_id):
-        plane.scheduler.agent_message(agent, done(job_id))
+    async with chat_stream(inference_plane) as (agent, connection, job_id):
+        inference_plane.scheduler.agent_message(agent, done(job_id))
         while b"[DONE]" not in await connection.receive():
             pass
-    assert plane.scheduler.counters["withdrawn_client_disconnected"] == 0
+    assert inference_plane.scheduler.counters["withdrawn_client_disconnected"] == 0
     assert not await _watchers()
 
 

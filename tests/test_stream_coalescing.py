@@ -143,17 +143,17 @@ def data_of(chunks: list[bytes]) -> list[list[dict[str, Any] | str]]:
 
 
 async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(
-    plane: ControlPlane,
+    inference_plane: ControlPlane,
 ) -> None:
-    async with chat_stream(plane) as (agent, connection, job_id):
+    async with chat_stream(inference_plane) as (agent, connection, job_id):
         frame = protocol.Tokens(
             pieces=tuple(protocol.Token(job_id=job_id, text=t) for t in ("Hel", "lo", "!"))
         )
-        plane.scheduler.agent_message(agent, frame)
+        inference_plane.scheduler.agent_message(agent, frame)
         first = await connection.receive()
-        plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text=" Bye"))
+        inference_plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text=" Bye"))
         alone = await connection.receive()
-        plane.scheduler.agent_message(agent, done(job_id))
+        inference_plane.scheduler.agent_message(agent, done(job_id))
         last = await connection.receive()
     opening_and_pieces, piece, ending = data_of([first, alone, last])
     assert len(opening_and_pieces) == 4  # the opening, with the pieces that were there with it
@@ -169,11 +169,11 @@ async def test_a_chat_stream_writes_what_is_there_together_as_one_chunk(
 
 
 async def test_a_client_that_leaves_a_coalescing_stream_cancels_its_job(
-    plane: ControlPlane,
+    inference_plane: ControlPlane,
 ) -> None:
-    async with chat_stream(plane) as (agent, connection, job_id):
-        plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text="Hi"))
+    async with chat_stream(inference_plane) as (agent, connection, job_id):
+        inference_plane.scheduler.agent_message(agent, protocol.Token(job_id=job_id, text="Hi"))
         await connection.receive()
         await connection.disconnect()
     assert protocol.Cancel(job_id=job_id) in sent(agent)
-    assert plane.scheduler.counters["withdrawn_client_disconnected"] == 1
+    assert inference_plane.scheduler.counters["withdrawn_client_disconnected"] == 1
