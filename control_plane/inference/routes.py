@@ -10,14 +10,13 @@ from quart import Blueprint, Response, request
 
 from control_plane import errors, json_bodies, server_sent_events, serving_errors
 from control_plane.inference import openai_objects
-from control_plane.inference.callers import admitted, current_caller
+from control_plane.inference.callers import current_caller, submit_for_caller
 from control_plane.inference.chat_chunks import ChatStream
 from control_plane.inference.chat_objects import chat_completion
 from control_plane.inference.chat_requests import InferenceCall
 from control_plane.inference.embedding_requests import parse_embeddings
 from control_plane.inference.generated_output import GeneratedOutput
 from control_plane.inference.openai_objects import Header
-from control_plane.inference.submission import SESSION_HEADER, submit
 from control_plane.inference.text_objects import TextStream, text_completion
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.relay import KeepAlive, Update, Waiting
@@ -57,14 +56,7 @@ async def served_directly() -> Response:
 async def embeddings() -> Response:
     call = parse_embeddings(await request.get_data(cache=False))
     state = current_control_plane()
-    job, updates = submit(
-        state,
-        call.model,
-        call.request,
-        caller=current_caller(),
-        session_header=request.headers.get(SESSION_HEADER),
-        on_admission=admitted,
-    )
+    job, updates = submit_for_caller(state, call.model, call.request)
     try:
         async for update in updates:
             if isinstance(update, Embeddings):

@@ -14,7 +14,7 @@ from quart import Blueprint, Response, request
 from control_plane import json_bodies, server_sent_events
 from control_plane.db.response_store import ResponseRecord, ResponseStore
 from control_plane.errors import OpenAIError, invalid_request
-from control_plane.inference.callers import admitted, current_caller
+from control_plane.inference.callers import current_caller, submit_for_caller
 from control_plane.inference.responses_api.conversation import (
     calls_made,
     conversation_json,
@@ -26,7 +26,6 @@ from control_plane.inference.responses_api.input_items import read_input
 from control_plane.inference.responses_api.item_list import item_list
 from control_plane.inference.responses_api.requests import ResponsesCall, parse_responses_request
 from control_plane.inference.responses_api.streaming import stream_response
-from control_plane.inference.submission import SESSION_HEADER, submit
 from control_plane.serving.relay import at_hand
 from control_plane.state import ControlPlane, current_control_plane
 from paddler.protocol import ChatMessage, GenerationRequest
@@ -65,14 +64,8 @@ async def create_response() -> Response:
             )
 
     run = ResponseRun(call, new_id("resp"), int(time.time()), save)
-    job, updates = submit(
-        state,
-        call.model,
-        _job_request(call, conversation),
-        caller=current_caller(),
-        session_header=request.headers.get(SESSION_HEADER),
-        on_admission=admitted,
-        user=call.user,
+    job, updates = submit_for_caller(
+        state, call.model, _job_request(call, conversation), user=call.user
     )
     if call.stream:
         stream = stream_response(state, run, job, updates)
