@@ -17,7 +17,7 @@ from control_plane.inference.routes import inference_api
 from control_plane.management.admin_access import AdminAccess
 from control_plane.management.admin_guard import install_admin_guard
 from control_plane.management.admin_token import ensure_admin_token
-from control_plane.management.agent_socket import agent_socket
+from control_plane.management.agent_socket import AgentSocketRoute
 from control_plane.management.agents_api import management_api
 from control_plane.management.api_schema import install_api_schema
 from control_plane.management.buffer_api import fleet_api
@@ -74,9 +74,9 @@ def create_management_app(state: ControlPlane, admin_token: str | None = None) -
         dashboard,
         pool_page,
         keys_pages,
-        agent_socket,
     ):
         app.register_blueprint(blueprint)
     trusted = state.settings.trusted_proxy_networks
-    app.asgi_app = ForwardedProto(app.asgi_app, trusted)  # type: ignore[method-assign,assignment]
+    agents = AgentSocketRoute(app.asgi_app, state)
+    app.asgi_app = ForwardedProto(agents, trusted)  # type: ignore[method-assign,assignment]
     return app

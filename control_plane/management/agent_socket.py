@@ -1,9 +1,10 @@
 """The websocket agents dial: registration, heartbeats, and job traffic.
 
-A connection is three tasks: the reader (the agent's frames to the scheduler), the writer
-(the link's outbox to the agent) and the recorder (state changes to the database). They are
-supervised together: when one ends, the connection is closed and the agent's jobs fail over,
-so an agent is never left half connected.
+It is served on ASGI in front of the management app (:class:`AgentSocketRoute`), not as a Quart
+route: see asgi_websocket.py. A connection is three tasks: the reader (the agent's frames to the
+scheduler), the writer (the link's outbox to the agent) and the recorder (state changes to the
+database). They are supervised together: when one ends, the connection is closed and the
+agent's jobs fail over, so an agent is never left half connected.
 """
 
 from __future__ import annotations
@@ -11,49 +12,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pydantic
-from quart import Blueprint, Response, websocket
 
 from control_plane.credentials import bearer_token, secrets_match
 from control_plane.management.agent_outbox import write_frames
 from control_plane.management.agent_records import AgentRecorder
+from control_plane.management.asgi_websocket import AsgiWebsocket, WebsocketClosed
 from control_plane.management.connection_tasks import supervise
 from control_plane.management.embedding_assembly import EmbeddingAssembly, PartRefused
 from control_plane.serving.fleet import AgentLink
-from control_plane.state import ControlPlane, current_control_plane
+from control_plane.state import ControlPlane
 from paddler import protocol
 
 logger = logging.getLogger("paddler.agents")
 
-agent_socket = Blueprint("agent_socket", __name__)
+AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 HELLO_TIMEOUT_SECONDS = 10.0
 ID_IN_USE = "an agent with this id is already connected"
 
 
-def _authorized(state: ControlPlane) -> bool:
+class AgentSocketRoute:
+    """ASGI middleware in front of the management app: the agent websocket is served here,
+    everything else goes to the app unchanged."""
+
+    def __init__(self, app: AsgiApp, state: ControlPlane) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket" or scope["path"] != protocol.AGENT_SOCKET_PATH:
+            await self.app(scope, receive, send)
+            return
+        socket = AsgiWebsocket(scope, receive, send)
+        try:
+            await agent_connection(self.state, socket)
+        except WebsocketClosed:
+            return
+        except Exception:
+            logger.exception("the agent connection from %s failed", socket.remote_address)
+            if socket.accepted:
+                await socket.close(1011, "control plane error")
+            else:
+                await socket.refuse(500, "internal error")
+        await socket.close(1000)
+
+
+def _authorized(state: ControlPlane, socket: AsgiWebsocket) -> bool:
     expected = state.settings.agent_token
     if not expected:
         return True
-    presented = bearer_token(websocket.headers.get("Authorization", ""))
+    presented = bearer_token(socket.headers.get("authorization", ""))
     return presented is not None and secrets_match(presented, expected)
 
 
-@agent_socket.websocket(protocol.AGENT_SOCKET_PATH)
-async def agent_connection() -> Response | None:
-    state = current_control_plane()
-    remote = websocket.remote_addr
-    if not _authorized(state):
+async def agent_connection(state: ControlPlane, socket: AsgiWebsocket) -> None:
+    remote = socket.remote_address
+    if not _authorized(state, socket):
         logger.warning("refused an agent from %s: wrong or missing token", remote)
-        return Response("invalid agent token", status=401)
-    await websocket.accept()
-    hello = await _receive_hello(remote)
+        await socket.refuse(401, "invalid agent token")
+        return
+    await socket.accept()
+    hello = await _receive_hello(socket)
     if hello is None:
-        return None
+        return
     await state.ensure_pool(hello.pool, hello.model_source, hello.slots)
-    if await _id_in_use(state, hello, remote):
-        return None
+    if await _id_in_use(state, socket, hello):
+        return
     link = AgentLink(
         agent_id=hello.agent_id,
         name=hello.name,
@@ -67,9 +95,9 @@ async def agent_connection() -> Response | None:
         cpu=hello.cpu,
     )
     await _record_connected(state, link)
-    if await _id_in_use(state, hello, remote):  # taken while the record was being written
+    if await _id_in_use(state, socket, hello):  # taken while the record was being written
         await _record_disconnect(state, link, ID_IN_USE)
-        return None
+        return
     settings = state.settings
     link.send(
         protocol.Welcome(
@@ -89,10 +117,10 @@ async def agent_connection() -> Response | None:
         )
         state.scheduler.agent_message(link, error)
 
-    reader = asyncio.create_task(_read(state, link, recorder), name="reader")
+    reader = asyncio.create_task(_read(state, socket, link, recorder), name="reader")
     others = [
         asyncio.create_task(
-            write_frames(link, websocket.send, refuse_job, settings.agent_max_frame_bytes),
+            write_frames(link, socket.send, refuse_job, settings.agent_max_frame_bytes),
             name="writer",
         ),
         asyncio.create_task(recorder.run(), name="recorder"),
@@ -100,7 +128,7 @@ async def agent_connection() -> Response | None:
     _log_joined(link)
     reason = "connection closed"
     try:
-        reason = await supervise(link.name, reader, *others, close=websocket.close)
+        reason = await supervise(link.name, reader, *others, close=socket.close)
     finally:
         for task in (reader, *others):
             task.cancel()
@@ -108,10 +136,9 @@ async def agent_connection() -> Response | None:
         state.rollout.agent_left(link)
         logger.info("agent %s left pool %s: %s", link.name, link.pool, reason)
         await asyncio.shield(_record_disconnect(state, link, reason))
-    return None
 
 
-async def _id_in_use(state: ControlPlane, hello: protocol.Hello, remote: str | None) -> bool:
+async def _id_in_use(state: ControlPlane, socket: AsgiWebsocket, hello: protocol.Hello) -> bool:
     """Refuse a connection whose agent id is connected already, keeping the live one: a
     process that reuses an id must not evict its agent. An agent whose old connection is
     really gone gets in once the control plane notices (``agent_timeout`` at most)."""
@@ -121,32 +148,35 @@ async def _id_in_use(state: ControlPlane, hello: protocol.Hello, remote: str | N
     logger.warning(
         "refused agent %s from %s: id %s is already connected as %s from %s",
         hello.name,
-        remote,
+        socket.remote_address,
         hello.agent_id,
         live.name,
         live.remote_address,
     )
-    await websocket.close(1008, ID_IN_USE)
+    await socket.close(1008, ID_IN_USE)
     return True
 
 
-async def _receive_hello(remote: str | None) -> protocol.Hello | None:
+async def _receive_hello(socket: AsgiWebsocket) -> protocol.Hello | None:
+    remote = socket.remote_address
     try:
         hello = protocol.decode_agent_message(
-            await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_SECONDS)
+            await asyncio.wait_for(socket.receive(), HELLO_TIMEOUT_SECONDS)
         )
     except (TimeoutError, pydantic.ValidationError) as error:
         logger.warning("agent from %s did not say hello: %s", remote, error)
-        await websocket.close(1002, "expected a hello message")
+        await socket.close(1002, "expected a hello message")
         return None
     if not isinstance(hello, protocol.Hello) or hello.protocol != protocol.PROTOCOL_VERSION:
         logger.warning("agent from %s sent %r instead of a protocol 1 hello", remote, hello)
-        await websocket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
+        await socket.close(1002, f"expected a protocol {protocol.PROTOCOL_VERSION} hello")
         return None
     return hello
 
 
-async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -> str:
+async def _read(
+    state: ControlPlane, socket: AsgiWebsocket, link: AgentLink, recorder: AgentRecorder
+) -> str:
     """Relay the agent's messages to the scheduler until it goes quiet or away.
 
     Frames come by the thousand a second: each costs a clock reading, not a task or a timer.
@@ -173,18 +203,20 @@ async def _read(state: ControlPlane, link: AgentLink, recorder: AgentRecorder) -
                     if closing.done():
                         interrupt(closing)
                     while True:
-                        frame = await websocket.receive()
+                        frame = await socket.receive()
                         heard = loop.time()
                         when = silence.when()
                         if when is not None and when - heard < limit / 2:
                             silence.reschedule(heard + limit)
                         reason = _handle(state, link, assembly, recorder, frame)
                         if reason is not None:
-                            await websocket.close(1000, "goodbye")
+                            await socket.close(1000, "goodbye")
                             return reason
+            except WebsocketClosed as closed:
+                return f"connection closed ({closed.code})"
             except TimeoutError:
                 if closing.done():
-                    await websocket.close(1001, "control plane shutting down")
+                    await socket.close(1001, "control plane shutting down")
                     return "control plane shutting down"
                 if loop.time() - heard >= limit:
                     return f"silent for {limit:.0f}s"
