@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import uvicorn
 from quart import Quart
 
+from control_plane import garbage_collection
 from control_plane.addresses import split_address
 from control_plane.app import create_inference_app, create_management_app
 from control_plane.state import ControlPlane
@@ -100,6 +101,7 @@ async def run_control_plane(
     await state.start()
     inference = create_inference_app(state)
     management = create_management_app(state)
+    garbage_collection.settle_after_startup()
     servers = [
         asyncio.create_task(
             _serve(inference, inference_socket, settings.agent_max_frame_bytes, shutdown),
