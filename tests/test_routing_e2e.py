@@ -24,7 +24,7 @@ from paddler.protocol import ChatMessage, GenerationRequest, SamplingParams
 from tests.engines import loaded_engine
 from tests.processes import ADMIN_HEADERS, Agent, ControlPlane
 
-ROUTED = re.compile(r"routing job (\w+) to agent (\S+): (.+)")
+ROUTED = re.compile(r"dispatched job (\w+) to agent (\S+) \(.*?slots busy\): (.+)")
 HISTORY = " ".join(f"Fact {index}: the lighthouse keeper has {index} lamps." for index in range(25))
 
 

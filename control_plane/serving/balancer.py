@@ -16,7 +16,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from control_plane.serving.fleet import AgentLink
 from control_plane.serving.jobs import InferenceJob
@@ -26,11 +26,19 @@ from control_plane.serving.sessions import SessionMemory
 from paddler.prefix_hashes import PrefixLink, bounded, prefix_chain
 from paddler.protocol import GenerationRequest
 
-__all__ = ["NotNow", "Router", "choose_agent"]
+__all__ = ["NotNow", "Routed", "Router", "choose_agent"]
 
 # why a job was not sent: no agent it may go to has a free slot (the jobs behind it wait too),
 # or it waits for the one agent it has affinity with (the jobs behind it may go ahead)
 NotNow = Literal["no_free_slot", "affinity_wait"]
+
+
+class Routed(NamedTuple):
+    """Where a job goes, and why (None: an embedding job, which goes to the least busy)."""
+
+    link: AgentLink
+    decision: Decision | None
+
 
 logger = logging.getLogger("paddler.scheduler")
 
@@ -63,13 +71,13 @@ class Router:
 
     def route(
         self, job: InferenceJob, links: Sequence[AgentLink], wake: Callable[[str], None]
-    ) -> AgentLink | NotNow:
+    ) -> Routed | NotNow:
         """The agent ``job`` goes to now (it is sent there at once), or why not: no free slot,
         or it waits for the agent it has affinity with (``affinity_wait``), and then
         ``wake(pool)`` is called when it may go elsewhere."""
         if not isinstance(job.request, GenerationRequest):
             found = choose_agent(links, embeddings=job.wants_embeddings)
-            return "no_free_slot" if found is None else found
+            return "no_free_slot" if found is None else Routed(found, None)
         chain = self._chains.get(job)
         if chain is None:
             chain = self._chains[job] = prefix_chain(job.request)
@@ -91,15 +99,8 @@ class Router:
         if session is not None:
             self.sessions.served(job.pool, session, link.agent_id)
         self._chains.pop(job, None)
-        logger.info(
-            "routing job %s to agent %s: %s",
-            job.id,
-            link.name,
-            decision,
-            extra=job.log_extra,
-        )
         self._observer.job_routed(job, link, decision.reason)
-        return link
+        return Routed(link, decision)  # the dispatch's log line says why
 
     def _wake_later(self, job: InferenceJob, held: Decision, wake: Callable[[str], None]) -> None:
         if job in self._waking:

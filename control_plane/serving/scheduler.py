@@ -18,7 +18,7 @@ from collections import Counter
 
 from control_plane.serving import endings
 from control_plane.serving.agent_status import apply_status
-from control_plane.serving.balancer import Router, choose_agent
+from control_plane.serving.balancer import Routed, Router, choose_agent
 from control_plane.serving.buffer import Buffer
 from control_plane.serving.dispatch_order import DispatchOrder
 from control_plane.serving.fleet import AgentLink, Fleet
@@ -73,8 +73,8 @@ class Scheduler:
         self.counters["submitted"] += 1
         self.observer.job_submitted(job)
         self.pump(job.pool)
-        if job.waiting:
-            logger.info(
+        if job.waiting and logger.isEnabledFor(logging.DEBUG):  # its dispatch line says the wait
+            logger.debug(
                 "buffered job %s for %s at position %d", job.id, job.pool, self.position(job)
             )
 
@@ -121,7 +121,7 @@ class Scheduler:
             # an agent still letting go of this job (given up on) cannot take it again yet
             fit = [agent for agent in agents if job.id not in agent.jobs]
             routed = self.router.route(job, fit, self.pump)
-            if isinstance(routed, AgentLink):
+            if isinstance(routed, Routed):
                 self._buffer.remove(job)
                 self._assign(job, routed)
             elif not order.left_waiting(job, routed):
@@ -130,7 +130,8 @@ class Scheduler:
     def _candidates(self, pool: str) -> list[AgentLink]:
         return [link for link in self.fleet.in_pool(pool) if link not in self._stalled]
 
-    def _assign(self, job: InferenceJob, link: AgentLink) -> None:
+    def _assign(self, job: InferenceJob, routed: Routed) -> None:
+        link = routed.link
         job.agent = link
         job.dispatched_at = time.monotonic()
         job.attempts += 1
@@ -141,13 +142,14 @@ class Scheduler:
         self.observer.job_dispatched(job, link)
         waited = time.monotonic() - job.admitted_at
         logger.info(  # the request's one line at INFO when all goes well (its end is DEBUG)
-            "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy)",
+            "dispatched job %s to agent %s (attempt %d, waited %.2fs, %d/%d slots busy): %s",
             job.id,
             link.name,
             job.attempts,
             waited,
             len(link.jobs),
             link.slots,
+            "embeddings" if routed.decision is None else routed.decision,
             extra=job.log_extra,
         )
 
