@@ -57,6 +57,7 @@ class _Line:
         self._order: SortedList[_Place] = SortedList()
         self._places: dict[InferenceJob, tuple[_Place, float]] = {}  # and the finish tag
         self._shares: dict[int, FairShare] = {}  # by priority class
+        self._known: dict[InferenceJob, int] = {}  # positions asked for since the last change
 
     def __len__(self) -> int:
         return len(self._places)
@@ -79,11 +80,13 @@ class _Line:
     def _add(self, place: _Place, finish: float) -> None:
         self._order.add(place)
         self._places[place.job] = (place, finish)
+        self._known = {}
 
     def remove(self, job: InferenceJob) -> None:
         """``job`` leaves: served, or given up on if it is withdrawn."""
         place, finish = self._places.pop(job)
         self._order.remove(place)
+        self._known = {}
         if place.band == WAITING:
             share = self._shares[place.priority]
             share.leave(job.sender.key, place.start, finish, served=not job.withdrawn)
@@ -91,8 +94,16 @@ class _Line:
             self._start()  # drained: afresh, small again (a dict never shrinks)
 
     def position(self, job: InferenceJob) -> int:
+        """Known at once while nobody joined or left since it was last asked (a line that
+        only waits answers every report that way)."""
+        known = self._known.get(job)
+        if known is not None:
+            return known
         entry = self._places.get(job)
-        return 0 if entry is None else self._order.index(entry[0]) + 1
+        if entry is None:
+            return 0
+        found = self._known[job] = self._order.index(entry[0]) + 1
+        return found
 
     def head(self) -> _Place | None:
         return self._order[0] if self._order else None
