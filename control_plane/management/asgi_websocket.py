@@ -55,17 +55,18 @@ class AsgiWebsocket:
         """Answer the handshake with an HTTP error instead of accepting it; a server that cannot
         send one closes the handshake (which it answers with 403)."""
         self.closed = True
-        if _HTTP_REFUSAL not in (self.scope.get("extensions") or {}):
-            await self._send({"type": "websocket.close", "code": 1008})
-            return
-        body = text.encode()
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        start = {"type": "websocket.http.response.start", "status": status, "headers": headers}
-        await self._send(start)
-        await self._send({"type": "websocket.http.response.body", "body": body})
+        with contextlib.suppress(OSError):  # the server's "client disconnected"
+            if _HTTP_REFUSAL not in (self.scope.get("extensions") or {}):
+                await self._send({"type": "websocket.close", "code": 1008})
+                return
+            body = text.encode()
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            start = {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            await self._send(start)
+            await self._send({"type": "websocket.http.response.body", "body": body})
 
     async def receive(self) -> str | bytes:
         """The next frame's data; :class:`WebsocketClosed` once the peer is gone."""
