@@ -7,6 +7,7 @@ import pytest
 from control_plane.serving.balancer import choose_agent
 from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued
+from control_plane.serving.observer import SchedulerObserver
 from control_plane.serving.scheduler import BufferFull, Scheduler
 from paddler import protocol
 
@@ -59,6 +60,38 @@ async def test_free_slot_dispatches_at_once() -> None:
     assert isinstance(message, protocol.Job) and message.job_id == job.id
     assert job.agent is agent and job.attempts == 1
     assert events(job) == []
+
+
+class _Recorder(SchedulerObserver):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def job_submitted(self, job: InferenceJob) -> None:
+        self.seen.append(f"submitted {job.id}")
+
+    def job_routed(self, job: InferenceJob, link: AgentLink, reason: str) -> None:
+        self.seen.append(f"routed {job.id} to {link.name}: {reason}")
+
+    def job_dispatched(self, job: InferenceJob, link: AgentLink) -> None:
+        self.seen.append(f"dispatched {job.id} to {link.name}")
+
+
+async def test_a_job_nobody_waits_before_is_submitted_routed_and_dispatched_in_that_order() -> None:
+    recorder = _Recorder()
+    scheduler = Scheduler(Fleet(), max_buffered=10, max_attempts=3, observer=recorder)
+    agent = make_agent("a", slots=1)
+    scheduler.agent_joined(agent)
+    first, second = InferenceJob(pool="m", request=REQUEST), InferenceJob(pool="m", request=REQUEST)
+    scheduler.submit(first)  # a free slot, nobody waiting: straight to the agent
+    scheduler.submit(second)  # no free slot: it waits
+    assert recorder.seen == [
+        f"submitted {first.id}",
+        f"routed {first.id} to a: least_busy",
+        f"dispatched {first.id} to a",
+        f"submitted {second.id}",
+    ]
+    assert first.queued_at <= first.dispatched_at and scheduler.position(first) == 0
+    assert scheduler.position(second) == 1 and second.waiting
 
 
 async def test_queue_is_fifo_and_agent_never_oversubscribed() -> None:

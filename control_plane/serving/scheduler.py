@@ -58,9 +58,10 @@ class Scheduler:
 
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
+        agents = self._candidates(job.pool)
         no_free_slot = (
             self._buffer.count_like(job) > 0
-            or choose_agent(self._candidates(job.pool), embeddings=job.wants_embeddings) is None
+            or choose_agent(agents, embeddings=job.wants_embeddings) is None
         )
         full = refusal(self._buffer, job, self.max_buffered) if no_free_slot else None
         if full is not None:
@@ -69,14 +70,28 @@ class Scheduler:
             self.rejections.refused(full)
             raise full
         self.rejections.accepted(job.pool, job.sender.key)
-        self._buffer.append(job)
         self.counters["submitted"] += 1
         self.observer.job_submitted(job)
+        nobody_waits = not self._buffer.count(job.pool)
+        if not no_free_slot and nobody_waits and self._dispatch_now(job, agents):
+            return
+        self._buffer.append(job)
         self.pump(job.pool)
         if job.waiting and logger.isEnabledFor(logging.DEBUG):  # its dispatch line says the wait
             logger.debug(
                 "buffered job %s for %s at position %d", job.id, job.pool, self.position(job)
             )
+
+    def _dispatch_now(self, job: InferenceJob, agents: list[AgentLink]) -> bool:
+        """Send a job that nobody waits before to its agent without passing through the buffer
+        (which it would join and leave at once, leaving no trace); False if the router holds it
+        back after all."""
+        routed = self.router.route(job, agents, self.pump)
+        if not isinstance(routed, Routed):
+            return False
+        job.queued_at = time.monotonic()
+        self._assign(job, routed)
+        return True
 
     def withdraw(self, job: InferenceJob, reason: str) -> None:
         """The client is gone or gave up: drop the job from the queue or cancel it on its agent."""

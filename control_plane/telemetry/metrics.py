@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -30,6 +30,8 @@ AGENT_STATES: tuple[protocol.AgentState, ...] = ("loading", "ready", "draining",
 SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 TOKEN_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
+_Labelled = Counter | Histogram
+
 # The pool a request's job was submitted to, so the request counter can label it.
 request_pool: ContextVar[str] = ContextVar("request_pool", default="")
 
@@ -39,6 +41,7 @@ class ServingMetrics(SchedulerObserver):
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[_Labelled, tuple[str, ...]], Any] = {}
         registry = self.registry
         self.requests = Counter(
             "paddler_requests",
@@ -106,6 +109,15 @@ class ServingMetrics(SchedulerObserver):
             registry=registry,
         )
 
+    def _child(self, metric: _Labelled, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label set: ``labels`` checks its
+        arguments and takes a lock each time, and a request counts a dozen events."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def watch(self, state: ServingState) -> None:
         """Also report ``state``'s live gauges on every scrape."""
         self.registry.register(LiveFleetCollector(state))
@@ -115,50 +127,50 @@ class ServingMetrics(SchedulerObserver):
         return generate_latest(self.registry)
 
     def count_request(self, route: str, status: int) -> None:
-        self.requests.labels(request_pool.get(), route, str(status)).inc()
+        self._child(self.requests, request_pool.get(), route, str(status)).inc()
 
     # scheduler hooks
 
     def job_submitted(self, job: InferenceJob) -> None:
         request_pool.set(job.pool)
-        self.job_events.labels(job.pool, "submitted").inc()
+        self._child(self.job_events, job.pool, "submitted").inc()
 
     def job_rejected(self, job: InferenceJob) -> None:
         request_pool.set(job.pool)
-        self.job_events.labels(job.pool, "rejected").inc()
+        self._child(self.job_events, job.pool, "rejected").inc()
 
     def job_dispatched(self, job: InferenceJob, link: AgentLink) -> None:
-        self.job_events.labels(job.pool, "dispatched").inc()
+        self._child(self.job_events, job.pool, "dispatched").inc()
         if job.attempts == 1:
-            self.queue_wait.labels(job.pool).observe(_seconds_since(job.admitted_at))
+            self._child(self.queue_wait, job.pool).observe(_seconds_since(job.admitted_at))
 
     def job_routed(self, job: InferenceJob, link: AgentLink, reason: str) -> None:
-        self.routing_decisions.labels(job.pool, reason).inc()
+        self._child(self.routing_decisions, job.pool, reason).inc()
 
     def job_started(self, job: InferenceJob, link: AgentLink) -> None:
-        self.time_to_first_token.labels(job.pool).observe(_seconds_since(job.admitted_at))
+        self._child(self.time_to_first_token, job.pool).observe(_seconds_since(job.admitted_at))
 
     def job_requeued(self, job: InferenceJob, link: AgentLink) -> None:
-        self.job_events.labels(job.pool, "requeued").inc()
+        self._child(self.job_events, job.pool, "requeued").inc()
 
     def job_finished(self, job: InferenceJob, link: AgentLink, outcome: JobOutcome) -> None:
         pool = job.pool
         if isinstance(outcome, Failed):
             event = outcome.code if outcome.code in endings.CODES else "failed"
-            self.job_events.labels(pool, event).inc()
+            self._child(self.job_events, pool, event).inc()
             return
-        self.job_events.labels(pool, "finished").inc()
-        self.duration.labels(pool).observe(_seconds_since(job.admitted_at))
+        self._child(self.job_events, pool, "finished").inc()
+        self._child(self.duration, pool).observe(_seconds_since(job.admitted_at))
         if isinstance(outcome, protocol.Embeddings):
-            self.prompt_tokens.labels(pool).inc(outcome.prompt_tokens)
+            self._child(self.prompt_tokens, pool).inc(outcome.prompt_tokens)
             return
-        self.prompt_tokens.labels(pool).inc(outcome.usage.prompt_tokens)
-        self.cached_prompt_tokens.labels(pool).inc(outcome.usage.cached_tokens)
-        self.generated_tokens.labels(pool).inc(outcome.usage.completion_tokens)
-        self.tokens_per_request.labels(pool).observe(outcome.usage.completion_tokens)
+        self._child(self.prompt_tokens, pool).inc(outcome.usage.prompt_tokens)
+        self._child(self.cached_prompt_tokens, pool).inc(outcome.usage.cached_tokens)
+        self._child(self.generated_tokens, pool).inc(outcome.usage.completion_tokens)
+        self._child(self.tokens_per_request, pool).observe(outcome.usage.completion_tokens)
 
     def job_withdrawn(self, job: InferenceJob, reason: str) -> None:
-        self.job_events.labels(job.pool, f"withdrawn_{reason}").inc()
+        self._child(self.job_events, job.pool, f"withdrawn_{reason}").inc()
 
 
 class LiveFleetCollector(Collector):
