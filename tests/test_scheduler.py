@@ -90,7 +90,8 @@ async def test_a_job_nobody_waits_before_is_submitted_routed_and_dispatched_in_t
         f"dispatched {first.id} to a",
         f"submitted {second.id}",
     ]
-    assert first.queued_at <= first.dispatched_at and scheduler.position(first) == 0
+    assert first.dispatched_at is not None and first.queued_at <= first.dispatched_at
+    assert scheduler.position(first) == 0
     assert scheduler.position(second) == 1 and second.waiting
 
 
