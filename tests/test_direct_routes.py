@@ -123,6 +123,20 @@ def test_an_allowed_origin_gets_cors_headers_on_a_post(server: ControlPlane) -> 
     assert not any(name.lower().startswith("access-control-") for name in foreign.headers)
 
 
+def test_the_dashboards_own_origin_gets_cors_headers_by_the_host_it_was_reached_at(
+    server: ControlPlane,
+) -> None:
+    """The playground's page, at the management port of whatever name the browser used."""
+    port = server.management_port
+    host = f"localhost:{server.inference_port}"
+    by_name = post(server, CHAT_PATH, INVALID_JSON, Origin=f"http://localhost:{port}", Host=host)
+    assert by_name.headers["Access-Control-Allow-Origin"] == f"http://localhost:{port}"
+    wrong_port = post(server, CHAT_PATH, INVALID_JSON, Origin="http://localhost:1", Host=host)
+    assert "Access-Control-Allow-Origin" not in wrong_port.headers
+    no_origin = post(server, CHAT_PATH, INVALID_JSON, Host=host)
+    assert "Access-Control-Allow-Origin" not in no_origin.headers
+
+
 def test_requests_are_counted_by_route_and_status(server: ControlPlane) -> None:
     post(server, CHAT_PATH, INVALID_JSON)
     post(server, "/v1/completions", b" " * (LIMIT + 1))

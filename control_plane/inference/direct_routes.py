@@ -239,8 +239,11 @@ class _Exchange:
         self.state.metrics.count_request(self.scope["path"], status)
 
     def _cors_headers(self) -> dict[str, str]:
-        host = get_host(self.scope["scheme"], self.headers.get("host"), self.scope.get("server"))
         origin = self.headers.get("origin", "")
+        host = ""  # read only to tell an origin's page (no Origin: not from a page)
+        if origin:
+            scope = self.scope
+            host = get_host(scope["scheme"], self.headers.get("host"), scope.get("server"))
         return cors_headers(self.state.settings, origin=origin, host=host, preflight=False)
 
 
