@@ -1,7 +1,8 @@
 """The garbage collector's settings for a control plane that holds thousands of requests.
 
-Requests' objects are freed by reference counting as they end; the cycle collector finds
-little. With its default settings it still runs a young collection every 700 allocations and
+A request's own objects are freed by reference counting as it ends (the server's objects of a
+closed connection, which refer to each other, wait for a collection). With its default
+settings the collector runs a young collection every 700 allocations and
 rescans the older generations as the heap grows, which is most work when most is needed: with
 10,000 streams waiting, it took about a sixth of the CPU of admitting them
 (``bench/control_plane.py``, buffer figure). Collections are made much rarer, and what exists
