@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from werkzeug.sansio.utils import get_host
 
 from control_plane import errors, json_bodies, server_sent_events
+from control_plane.asgi import AsgiApp, Receive, Scope, Send, request_headers
 from control_plane.inference.chat_requests import (
     InferenceCall,
     parse_chat_completion,
@@ -36,11 +37,6 @@ from paddler.logs import current_request_id
 
 logger = logging.getLogger("paddler.inference")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 Parse = Callable[[bytes], InferenceCall]
 T = TypeVar("T")
 
@@ -95,7 +91,7 @@ class _Exchange:
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.headers = _request_headers(scope)
+        self.headers = request_headers(scope, _READ)
         self.ticket: Ticket | None = None
         self.started = False
         self.client_left = False
@@ -245,13 +241,3 @@ class _Exchange:
             scope = self.scope
             host = get_host(scope["scheme"], self.headers.get("host"), scope.get("server"))
         return cors_headers(self.state.settings, origin=origin, host=host, preflight=False)
-
-
-def _request_headers(scope: Scope) -> dict[str, str]:
-    """The headers a direct route reads, by lowercase name; the first of each, as Quart's
-    ``request.headers.get`` gives it."""
-    found: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        if name in _READ:
-            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return found

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
 
+from control_plane.asgi import AsgiApp, Scope
 from control_plane.credentials import bearer_token, secrets_match
 from control_plane.management.agent_outbox import write_frames
 from control_plane.management.agent_records import AgentRecorder
@@ -28,8 +28,6 @@ from control_plane.state import ControlPlane
 from paddler import protocol
 
 logger = logging.getLogger("paddler.agents")
-
-AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 HELLO_TIMEOUT_SECONDS = 10.0
 ID_IN_USE = "an agent with this id is already connected"
@@ -43,7 +41,7 @@ class AgentSocketRoute:
         self.app = app
         self.state = state
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "websocket" or scope["path"] != protocol.AGENT_SOCKET_PATH:
             await self.app(scope, receive, send)
             return

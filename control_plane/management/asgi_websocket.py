@@ -8,13 +8,8 @@ so the agent socket reads the server's messages directly instead.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from control_plane.asgi import Receive, Scope, Send, request_headers
 
 _HTTP_REFUSAL = "websocket.http.response"
 
@@ -34,7 +29,7 @@ class AsgiWebsocket:
         self.scope = scope
         self._receive = receive
         self._send = send
-        self.headers = _headers(scope)
+        self.headers = request_headers(scope)
         self.accepted = False
         self.closed = False
 
@@ -98,11 +93,3 @@ class AsgiWebsocket:
         self.closed = True
         with contextlib.suppress(OSError):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The request headers by lowercase name; the first of each, as Quart gives it."""
-    found: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
-        found.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
-    return found

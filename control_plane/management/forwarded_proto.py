@@ -9,13 +9,11 @@ a client cannot make itself look secure.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from control_plane.asgi import AsgiApp, Scope
 from control_plane.settings import Network
-
-Scope = dict[str, Any]
-AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 FORWARDED_PROTO = b"x-forwarded-proto"
 TLS_SCHEMES = {"http": "https", "websocket": "wss"}
