@@ -80,13 +80,15 @@ class _Line:
     def _add(self, place: _Place, finish: float) -> None:
         self._order.add(place)
         self._places[place.job] = (place, finish)
-        self._known = {}
+        if self._known:
+            self._known = {}
 
     def remove(self, job: InferenceJob) -> None:
         """``job`` leaves: served, or given up on if it is withdrawn."""
         place, finish = self._places.pop(job)
         self._order.remove(place)
-        self._known = {}
+        if self._known:
+            self._known = {}
         if place.band == WAITING:
             share = self._shares[place.priority]
             share.leave(job.sender.key, place.start, finish, served=not job.withdrawn)

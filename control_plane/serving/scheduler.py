@@ -58,10 +58,10 @@ class Scheduler:
 
     def submit(self, job: InferenceJob) -> None:
         """Dispatch ``job`` now if a slot is free, else buffer it; raise BufferFull if no room."""
-        agents = self._candidates(job.pool)
+        behind_others = self._buffer.count_like(job) > 0
+        agents = [] if behind_others else self._candidates(job.pool)
         no_free_slot = (
-            self._buffer.count_like(job) > 0
-            or choose_agent(agents, embeddings=job.wants_embeddings) is None
+            behind_others or choose_agent(agents, embeddings=job.wants_embeddings) is None
         )
         full = refusal(self._buffer, job, self.max_buffered) if no_free_slot else None
         if full is not None:
