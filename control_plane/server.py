@@ -73,9 +73,10 @@ def _uvicorn_config(app: Quart, max_message_bytes: int) -> uvicorn.Config:
     )
 
 
-async def _serve(
+async def serve_app(
     app: Quart, descriptor: int, max_message_bytes: int, shutdown: asyncio.Event
 ) -> None:
+    """Serve ``app`` on the listening socket ``descriptor`` until ``shutdown`` is set."""
     server = _Server(_uvicorn_config(app, max_message_bytes))
 
     async def stop_on_shutdown() -> None:
@@ -104,11 +105,11 @@ async def run_control_plane(
     garbage_collection.settle_after_startup()
     servers = [
         asyncio.create_task(
-            _serve(inference, inference_socket, settings.agent_max_frame_bytes, shutdown),
+            serve_app(inference, inference_socket, settings.agent_max_frame_bytes, shutdown),
             name="inference-server",
         ),
         asyncio.create_task(
-            _serve(management, management_socket, settings.agent_max_frame_bytes, shutdown),
+            serve_app(management, management_socket, settings.agent_max_frame_bytes, shutdown),
             name="management-server",
         ),
     ]
