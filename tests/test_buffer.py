@@ -7,6 +7,9 @@ import asyncio
 import random
 import time
 
+import pytest
+
+from control_plane import errors
 from control_plane.serving.buffer import Buffer
 from control_plane.serving.fleet import Fleet
 from control_plane.serving.jobs import InferenceJob, Tick
@@ -14,6 +17,7 @@ from control_plane.serving.relay import Patience, Waiting, follow
 from control_plane.serving.scheduler import Scheduler
 from control_plane.serving.wake_ups import WakeUps
 from paddler import protocol
+from tests.test_scheduler import done, make_agent
 
 CHAT = protocol.GenerationRequest(kind="completion", prompt="hi")
 EMBEDDING = protocol.EmbeddingRequest(inputs=("hi",))
@@ -123,3 +127,88 @@ async def test_many_waiters_hear_their_places_on_time_without_a_timer_each() -> 
     assert len(scheduler.wake_ups) == 299  # each waits for a wake-up...
     assert len(scheduler.wake_ups._due) <= 10  # ...and they share a handful of timers
     await asyncio.gather(*thirds)
+
+
+def timed_patience(report_interval: float, buffer_timeout: float = 60.0) -> Patience:
+    return Patience(
+        buffer_timeout=buffer_timeout,
+        first_token_timeout=60.0,
+        stall_timeout=60.0,
+        report_interval=report_interval,
+        keepalive_interval=60.0,
+    )
+
+
+async def test_reports_handed_to_a_function_come_from_the_timer_while_followers_sleep() -> None:
+    scheduler = Scheduler(Fleet(), max_buffered=100, max_attempts=3)
+    jobs = [job() for _ in range(50)]
+    heard: dict[int, list[Waiting]] = {index: [] for index in range(50)}
+    for each in jobs:
+        scheduler.submit(each)  # no agent: all wait
+    followers = [
+        follow(each, scheduler, timed_patience(0.1), reports=heard[index].append)
+        for index, each in enumerate(jobs)
+    ]
+    nexts = [asyncio.ensure_future(anext(updates)) for updates in followers]
+    await asyncio.sleep(0.35)
+    assert not any(task.done() for task in nexts)  # the followers yielded nothing
+    assert all(each.events.empty() for each in jobs)  # and were never woken (no Tick)
+    assert all(len(reports) >= 2 for reports in heard.values()), heard
+    assert [heard[index][0].position for index in range(50)] == list(range(1, 51))
+    first = heard[7][0]
+    assert 0.09 <= first.seconds_waited <= 0.3 and first.expected_wait is None
+    scheduler.withdraw(jobs[0], "client_disconnected")
+    counts = [len(heard[index]) for index in range(50)]
+    await asyncio.sleep(0.25)
+    assert len(heard[0]) == counts[0]  # a job that stopped waiting hears no more
+    assert [heard[index][-1].position for index in range(1, 50)] == list(range(1, 50))
+    for each in jobs[1:]:
+        scheduler.withdraw(each, "client_disconnected")
+    await asyncio.sleep(0.2)
+    assert len(scheduler.wake_ups) == 0  # the timer holds none of them once they stop waiting
+    for task in nexts:
+        task.cancel()
+
+
+async def test_a_follower_with_timed_reports_gives_up_at_its_buffer_deadline() -> None:
+    scheduler = Scheduler(Fleet(), max_buffered=10, max_attempts=3)
+    waiting = job()
+    scheduler.submit(waiting)
+    heard: list[Waiting] = []
+    updates = follow(
+        waiting, scheduler, timed_patience(0.1, buffer_timeout=0.45), reports=heard.append
+    )
+    with pytest.raises(errors.OpenAIError) as raised:
+        await anext(updates)
+    assert raised.value.code == "buffer_timeout"
+    assert 3 <= len(heard) <= 4 and waiting.withdrawn
+    assert [report.position for report in heard] == [1] * len(heard)
+
+
+async def test_timed_reports_stop_when_the_job_is_dispatched_and_start_again_if_it_returns() -> (
+    None
+):
+    agent = make_agent("a")
+    scheduler = Scheduler(Fleet(), max_buffered=10, max_attempts=3)
+    scheduler.agent_joined(agent)
+    busy, waiting = job(), job()
+    scheduler.submit(busy)
+    scheduler.submit(waiting)
+    heard: list[Waiting] = []
+    updates = follow(waiting, scheduler, timed_patience(0.1), reports=heard.append)
+    following = asyncio.ensure_future(anext(updates))
+    await asyncio.sleep(0.25)
+    assert len(heard) >= 1 and not following.done()
+    scheduler.agent_message(agent, done(busy.id))  # the slot frees: ``waiting`` is sent there
+    assert waiting.agent is agent
+    heard_before = len(heard)
+    await asyncio.sleep(0.25)
+    assert len(heard) == heard_before and not following.done()
+    scheduler.agent_left(agent)  # before its first token: it waits again, at the head
+    assert waiting.waiting
+    await asyncio.sleep(0.25)
+    assert len(heard) > heard_before and not following.done()
+    scheduler.agent_joined(agent := make_agent("b"))
+    scheduler.agent_message(agent, protocol.Token(job_id=waiting.id, text="Hi"))
+    update = await following
+    assert isinstance(update, protocol.Token) and update.text == "Hi"

@@ -5,6 +5,7 @@ server matters (headers, bodies, disconnects), in-process where a fault must be 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
@@ -33,6 +34,7 @@ LIMIT = 4096
 CHAT_PATH = "/v1/chat/completions"
 INVALID_JSON = b"{not json"
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+QUEUED = re.compile(r": queued position=1 waited=\d+s")
 
 
 @pytest.fixture
@@ -170,6 +172,34 @@ def test_a_client_that_leaves_a_stream_has_its_job_withdrawn(
         assert response.headers["Cache-Control"] == "no-cache"
         assert next(sse_events(response)) == ": queued position=1"
     wait_until_withdrawn(control_plane, agentless_pool)
+
+
+def test_a_waiting_stream_hears_its_place_until_it_is_served_whole(
+    control_plane: ControlPlane,
+    agentless_pool: str,
+    start_agent: StartAgent,
+    tiny_model_path: Path,
+) -> None:
+    body = {"model": agentless_pool, "prompt": "hi", "max_tokens": 3, "stream": True}
+    url = control_plane.inference_url + "/v1/completions"
+    with httpx.stream("POST", url, json=body, timeout=30) as response:
+        events = sse_events(response)
+        assert next(events) == ": queued position=1"
+        reports = [next(events), next(events)]  # written by the timer every 0.5 s
+        start_agent("back", model=tiny_model_path)
+        rest = list(events)
+    still_waiting = list(itertools.takewhile(is_comment, rest))
+    for report in reports + still_waiting:
+        assert isinstance(report, str) and QUEUED.fullmatch(report), report
+    data = rest[len(still_waiting) :]
+    assert data[-1] == "[DONE]"
+    chunks = [event for event in data[:-1] if isinstance(event, dict)]
+    assert len(chunks) == len(data) - 1  # no comment among the answer's events
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def is_comment(event: dict[str, Any] | str) -> bool:
+    return isinstance(event, str) and event.startswith(":")
 
 
 def test_a_client_that_leaves_before_its_answer_has_its_job_withdrawn(

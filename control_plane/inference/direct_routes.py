@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from werkzeug.sansio.utils import get_host
 
 from control_plane import errors, json_bodies, server_sent_events
-from control_plane.asgi import AsgiApp, Receive, Scope, Send, request_headers
+from control_plane.asgi import AsgiApp, Message, Receive, Scope, Send, request_headers
+from control_plane.eager import start_now
 from control_plane.inference.chat_requests import (
     InferenceCall,
     parse_chat_completion,
@@ -27,10 +28,10 @@ from control_plane.inference.chat_requests import (
 )
 from control_plane.inference.cors import cors_headers
 from control_plane.inference.request_ids import REQUEST_ID_HEADER, request_id_from
-from control_plane.inference.routes import collect_completion, stream_completion
+from control_plane.inference.routes import collect_completion, queued_comment, stream_completion
 from control_plane.inference.submission import SESSION_HEADER, submit
 from control_plane.serving.jobs import InferenceJob
-from control_plane.serving.relay import Update, at_hand
+from control_plane.serving.relay import Update, Waiting, at_hand
 from control_plane.state import ControlPlane
 from control_plane.tenancy import Caller, Ticket
 from paddler.logs import current_request_id
@@ -73,6 +74,11 @@ class DirectRoutes:
             await _Exchange(self.state, scope, receive, send).serve(parse)
 
 
+def _unheard(update: Waiting) -> None:
+    """Where a completion that is not streamed puts its reports: nowhere (its client hears
+    nothing until the answer)."""
+
+
 def _parser_for(scope: Scope) -> Parse | None:
     if scope["type"] != "http" or scope["method"] != "POST":
         return None
@@ -95,6 +101,7 @@ class _Exchange:
         self.ticket: Ticket | None = None
         self.started = False
         self.client_left = False
+        self.report_sending: asyncio.Task[None] | None = None  # a report still being written
 
     async def serve(self, parse: Parse) -> None:
         current_request_id.set(request_id_from(self.headers.get(_REQUEST_ID)))
@@ -124,6 +131,7 @@ class _Exchange:
             session_header=self.headers.get(_SESSION),
             on_admission=self._admitted,
             user=call.user,
+            reports=self._report if call.stream else _unheard,
         )
         try:
             if call.stream:
@@ -173,10 +181,34 @@ class _Exchange:
         try:
             await self._start(200, EVENT_STREAM, server_sent_events.HEADERS)
             async for chunk in chunks:
+                await self._reports_written()
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self._reports_written()
             await self.send({"type": "http.response.body", "body": b""})
         finally:
             await chunks.aclose()  # the stream's clean-up withdraws the job
+
+    def _report(self, update: Waiting) -> None:
+        """Write a waiting stream's report, from the scheduler's timer (its task sleeps): at
+        once, unless the previous one is still on its way (a client that reads that slowly
+        needs no more)."""
+        if self.report_sending is not None and not self.report_sending.done():
+            return
+        body = queued_comment(update)
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        self.report_sending = start_now(self._send_report(message))
+
+    async def _send_report(self, message: Message) -> None:
+        try:
+            await self.send(message)
+        except Exception as error:  # the connection is gone: the stream hears of it itself
+            logger.debug("a queue report was not written: %r", error)
+
+    async def _reports_written(self) -> None:
+        """Wait for a report still being written, so that what follows comes after it."""
+        if self.report_sending is not None:
+            await self.report_sending
+            self.report_sending = None
 
     async def _until_client_leaves(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, run in this task; ``None`` if the client disconnects first, which

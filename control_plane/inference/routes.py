@@ -84,6 +84,14 @@ def _expected(seconds: float | None) -> str:
     return "" if seconds is None else f" expected_wait={seconds:.0f}s"
 
 
+def queued_comment(update: Waiting) -> bytes:
+    """The comment that tells a waiting stream where it stands."""
+    return server_sent_events.comment(
+        f"queued position={update.position} waited={update.seconds_waited:.0f}s"
+        + _expected(update.expected_wait)
+    )
+
+
 async def collect_completion(call: InferenceCall, updates: AsyncIterator[Update]) -> dict[str, Any]:
     """The body of a completion that is not streamed, once ``updates`` end it."""
     output = GeneratedOutput()
@@ -121,10 +129,7 @@ async def stream_completion(
             yield server_sent_events.comment(f"queued position={position}{expected}")
         async for update in updates:
             if isinstance(update, Waiting):
-                yield server_sent_events.comment(
-                    f"queued position={update.position} waited={update.seconds_waited:.0f}s"
-                    + _expected(update.expected_wait)
-                )
+                yield queued_comment(update)
                 continue
             if isinstance(update, KeepAlive):
                 yield server_sent_events.comment("keep-alive")

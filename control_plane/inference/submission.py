@@ -11,7 +11,7 @@ from control_plane import errors, serving_errors
 from control_plane.serving.desired_state import apply_defaults
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.pool_health import all_agents_broken
-from control_plane.serving.relay import Patience, Update, follow
+from control_plane.serving.relay import Patience, Update, Waiting, follow
 from control_plane.serving.scheduler import BufferFull, KeyBufferFull
 from control_plane.state import ControlPlane
 from control_plane.tenancy import Caller, Ticket
@@ -44,13 +44,17 @@ def submit(
     session_header: str | None,
     on_admission: Callable[[Ticket], None],
     user: str | None = None,
+    reports: Callable[[Waiting], None] | None = None,
 ) -> tuple[InferenceJob, AsyncIterator[Update]]:
     """Buffer a job for ``model``'s pool, if ``caller``'s key lets it in now; its updates until
     it is done, failed or timed out. ``session_header`` (the request's ``X-Session-Id``), else
     ``user``, names the conversation, which the router keeps on one agent where it can.
 
     ``on_admission`` gets the ticket as soon as the key lets the request in: its rate limit
-    headers belong on the response even when the buffer then turns the job away."""
+    headers belong on the response even when the buffer then turns the job away.
+
+    ``reports`` takes the job's ``Waiting`` reports instead of its updates (see
+    ``relay.follow``)."""
     model = pool_for(state, model)
     failing = state.autoscaling.failing_reason(model)
     if failing is not None and state.fleet.load(model).agents_ready == 0:
@@ -89,7 +93,11 @@ def submit(
         keepalive_interval=settings.keepalive_interval,
     )
     updates = follow(
-        job, state.scheduler, patience, expected_wait=lambda: state.autoscaling.expected_wait(model)
+        job,
+        state.scheduler,
+        patience,
+        expected_wait=lambda: state.autoscaling.expected_wait(model),
+        reports=reports,
     )
     return job, updates
 

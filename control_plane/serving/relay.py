@@ -11,6 +11,7 @@ from control_plane import errors, serving_errors
 from control_plane.serving import endings
 from control_plane.serving.jobs import Failed, InferenceJob, Requeued, Tick
 from control_plane.serving.scheduler import Scheduler
+from control_plane.serving.wake_ups import TICK
 from paddler.protocol import Done, Embeddings, Token
 
 
@@ -46,6 +47,7 @@ async def follow(
     patience: Patience,
     *,
     expected_wait: Callable[[], float | None] = lambda: None,
+    reports: Callable[[Waiting], None] | None = None,
 ) -> AsyncIterator[Update]:
     """Yield ``Waiting`` now and then while the job is buffered, ``KeepAlive`` while its agent
     is silent, then its outcome: a generation job's ``Token`` pieces and ``Done``, or an embedding
@@ -55,9 +57,17 @@ async def follow(
     elsewhere or fails it. Raises ``OpenAIError`` when the job waited past ``buffer_timeout``
     or failed. The caller must withdraw the job from the scheduler when it stops following
     early.
+
+    With ``reports``, the ``Waiting`` reports are not yielded: the scheduler's wake-up timer
+    hands each to ``reports`` itself, and the follower sleeps while the job waits (thousands may
+    wait: a report then costs no task wake-up and no pass through the caller's generators).
+    ``reports`` must not wait; it is not called once the job stops waiting.
     """
     last_heard = time.monotonic()
     report_due: float | None = None  # of a waiting job's next report
+    timed = None
+    if reports is not None:
+        timed = _TimedReports(job, scheduler, patience, expected_wait, reports)
     while True:
         if job.events.empty():  # events already in (a slow client's backlog) beat any deadline
             now = time.monotonic()
@@ -68,12 +78,17 @@ async def follow(
                     raise serving_errors.buffer_timeout(patience.buffer_timeout)
                 if report_due is None:
                     report_due = now + patience.report_interval
-                elif now >= report_due:
+                    if timed is not None:
+                        timed.due = report_due
+                elif timed is None and now >= report_due:
                     report_due = None
                     yield Waiting(scheduler.position(job), now - job.admitted_at, expected_wait())
                     continue
                 # no timer of its own: thousands may wait (see wake_ups.py)
-                scheduler.wake_ups.wake(job, min(report_due, deadline))
+                if timed is not None:
+                    timed.arm()  # the timer reports, and ticks at the deadline
+                else:
+                    scheduler.wake_ups.wake(job, min(report_due, deadline))
                 event = await job.events.get()
             else:
                 timeout: float | None = None
@@ -110,6 +125,57 @@ async def follow(
                 return
             case Failed():
                 raise _client_error(event)
+
+
+class _TimedReports:
+    """A waiting job's ``Waiting`` reports, made at the scheduler's wake-ups and handed on
+    there; at its buffer deadline a ``Tick`` wakes its follower, which gives up waiting. Its
+    wake-ups stop once the job does not wait (within a report interval, so a job served long
+    before its deadline is not held by the timer)."""
+
+    __slots__ = ("_armed", "_expected_wait", "_job", "_patience", "_reports", "_scheduler", "due")
+
+    def __init__(
+        self,
+        job: InferenceJob,
+        scheduler: Scheduler,
+        patience: Patience,
+        expected_wait: Callable[[], float | None],
+        reports: Callable[[Waiting], None],
+    ) -> None:
+        self._job = job
+        self._scheduler = scheduler
+        self._patience = patience
+        self._expected_wait = expected_wait
+        self._reports = reports
+        self._armed = False
+        self.due = 0.0  # time.monotonic() of the next report, as the follower sets it
+
+    def arm(self) -> None:
+        """Make sure a wake-up is coming (the follower calls this each time it waits)."""
+        if not self._armed:
+            self._armed = True
+            self._wake()
+
+    def _wake(self) -> None:
+        deadline = self._job.queued_at + self._patience.buffer_timeout
+        self._scheduler.wake_ups.wake(self._job, min(self.due, deadline), self._fire)
+
+    def _fire(self) -> None:
+        job = self._job
+        if not job.waiting:
+            self._armed = False
+            return
+        now = time.monotonic()
+        if now >= job.queued_at + self._patience.buffer_timeout:
+            self._armed = False
+            job.events.put_nowait(TICK)
+            return
+        if now >= self.due:
+            self.due = now + self._patience.report_interval
+            waited = now - job.admitted_at
+            self._reports(Waiting(self._scheduler.position(job), waited, self._expected_wait()))
+        self._wake()
 
 
 def at_hand(job: InferenceJob) -> bool:
