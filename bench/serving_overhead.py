@@ -4,15 +4,17 @@ Runs, in one process tree and one sitting, N concurrent greedy generations of th
 SmolLM2 model
   1. straight on the agent's engine (no network), and
   2. through a real control plane and agent (HTTP streaming → buffer → websocket → engine),
-and prints aggregate tokens/s, mean time to first token, and the ratio of the two.
+in R rounds, their order swapped each round, and prints each round's aggregate tokens/s, mean
+time to first token and ratio of the two, then the median ratio.
 
-    .venv/bin/python bench/serving_overhead.py [--streams 4] [--tokens 64]
+    .venv/bin/python bench/serving_overhead.py [--streams 4] [--tokens 64] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -48,36 +50,45 @@ def body(model: Path, tokens: int) -> dict[str, object]:
     }
 
 
-async def engine_alone(model: Path, streams: int, tokens: int, cpu_repack: CpuRepack) -> Load:
+Pair = tuple[Load, Load]  # one round: the engine alone, then through Paddler (or the reverse)
+
+
+async def alternate(
+    model: Path, url: str, streams: int, tokens: int, cpu_repack: CpuRepack, repeat: int
+) -> list[Pair]:
+    """``repeat`` rounds of both measurements, their order swapped each round, with the engine
+    and the fleet both up throughout: what else the machine runs weighs on both alike."""
     engine = Engine(model, streams, cpu_repack=cpu_repack)
+    path = "/v1/chat/completions"
+
+    async def alone() -> Load:
+        return await engine_load(engine, [request(tokens)] * streams)
+
+    async def paddler() -> Load:
+        return await http_load(url, path, [body(model, tokens)] * streams, what="Paddler")
+
     try:
         await engine.load()
-        await engine_load(engine, [request(4)])  # warm-up, as below
-        return await engine_load(engine, [request(tokens)] * streams)
+        await engine_load(engine, [request(4)])  # warm-ups: the first decode of each side
+        await http_load(url, path, [body(model, 4)], what="Paddler")
+        rounds: list[Pair] = []
+        for index in range(repeat):
+            if index % 2 == 0:
+                direct = await alone()
+                rounds.append((direct, await paddler()))
+            else:
+                through = await paddler()
+                rounds.append((await alone(), through))
+        return rounds
     finally:
         engine.close()
-
-
-def through_paddler(model: Path, streams: int, tokens: int, cpu_repack: CpuRepack) -> Load:
-    extra = ("--cpu-repack", cpu_repack)
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        control_plane(Path(directory)) as plane,
-        paddler_agent(plane, Path(directory), "bench", model, slots=streams, extra=extra),
-    ):
-
-        def load(bodies: list[dict[str, object]]) -> Load:
-            url, path = plane.inference_url, "/v1/chat/completions"
-            return asyncio.run(http_load(url, path, bodies, what="the control plane"))
-
-        load([body(model, 4)])  # warm-up, as above
-        return load([body(model, tokens)] * streams)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of both sides (5)")
     parser.add_argument(
         "--cpu-repack",
         choices=CPU_REPACK_CHOICES,
@@ -85,10 +96,20 @@ def main() -> None:
         help="the agent's CPU buffer policy, the same on both sides (auto)",
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     model = bundled_model_path()
-
-    direct = asyncio.run(engine_alone(model, args.streams, args.tokens, args.cpu_repack))
-    paddler = through_paddler(model, args.streams, args.tokens, args.cpu_repack)
+    extra = ("--cpu-repack", args.cpu_repack)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        control_plane(Path(directory)) as plane,
+        paddler_agent(plane, Path(directory), "bench", model, slots=args.streams, extra=extra),
+    ):
+        rounds = asyncio.run(
+            alternate(
+                model, plane.inference_url, args.streams, args.tokens, args.cpu_repack, args.repeat
+            )
+        )
 
     print(f"{args.streams} concurrent streams x {args.tokens} tokens, SmolLM2-135M Q4_1")
     path = choose_cpu_path(args.cpu_repack)
@@ -96,13 +117,20 @@ def main() -> None:
         f"  both sides: --cpu-repack {args.cpu_repack} -> {path.summary} "
         f"(CPU: {' '.join(path.features) or 'baseline'})"
     )
-    for label, load in (("engine alone   ", direct), ("through Paddler", paddler)):
+    ratios = []
+    for index, (direct, paddler) in enumerate(rounds, 1):
+        ratio = paddler.tokens_per_second / direct.tokens_per_second
+        ratios.append(ratio)
         print(
-            f"  {label}  {load.tokens_per_second:7.1f} tok/s"
-            f"   first token {load.mean_first_token * 1000:6.0f} ms"
+            f"  round {index}: engine alone {direct.tokens_per_second:6.1f} tok/s "
+            f"(first token {direct.mean_first_token * 1000:4.0f} ms), through Paddler "
+            f"{paddler.tokens_per_second:6.1f} tok/s ({paddler.mean_first_token * 1000:4.0f} ms)"
+            f": {ratio:.2f}"
         )
-    ratio = paddler.tokens_per_second / direct.tokens_per_second
-    print(f"  throughput ratio (Paddler / engine alone): {ratio:.2f}")
+    print(
+        f"  throughput ratio (Paddler / engine alone): median {statistics.median(ratios):.2f}"
+        f" of {len(ratios)} rounds (range {min(ratios):.2f}-{max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":
