@@ -30,6 +30,8 @@ def json_event(data: bytes, name: str | None = None) -> bytes:
 
 def comment(text: str) -> bytes:
     """A comment, which clients ignore; handy as a keep-alive."""
+    if text.isprintable():  # no line break of any kind: one line, the usual case, made quickly
+        return f": {text}\n\n".encode()
     lines = "".join(f": {line}\n" for line in text.splitlines() or [""])
     return f"{lines}\n".encode()
 

@@ -55,6 +55,8 @@ def test_a_comment_may_span_lines() -> None:
     assert server_sent_events.comment("keep-alive") == b": keep-alive\n\n"
     assert server_sent_events.comment("two\nlines") == b": two\n: lines\n\n"
     assert server_sent_events.comment("") == b": \n\n"
+    # every line break Python knows ends a comment line, never only some of them
+    assert server_sent_events.comment("a\r\nb\u2028c\td") == b": a\n: b\n: c\td\n\n"
 
 
 async def test_the_response_streams_unbuffered_without_a_timeout() -> None:

@@ -181,9 +181,11 @@ class _Exchange:
         try:
             await self._start(200, EVENT_STREAM, server_sent_events.HEADERS)
             async for chunk in chunks:
-                await self._reports_written()
+                if self.report_sending is not None:
+                    await self._reports_written()
                 await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await self._reports_written()
+            if self.report_sending is not None:
+                await self._reports_written()
             await self.send({"type": "http.response.body", "body": b""})
         finally:
             await chunks.aclose()  # the stream's clean-up withdraws the job
