@@ -4,14 +4,16 @@ list, whatever the order of appends, put-backs and removals."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
+import weakref
 
 import pytest
 
 from control_plane import errors
 from control_plane.serving.buffer import Buffer
-from control_plane.serving.fleet import Fleet
+from control_plane.serving.fleet import AgentLink, Fleet
 from control_plane.serving.jobs import InferenceJob, Tick
 from control_plane.serving.relay import Patience, Waiting, follow
 from control_plane.serving.scheduler import Scheduler
@@ -185,15 +187,21 @@ async def test_a_follower_with_timed_reports_gives_up_at_its_buffer_deadline() -
     assert [report.position for report in heard] == [1] * len(heard)
 
 
-async def test_timed_reports_stop_when_the_job_is_dispatched_and_start_again_if_it_returns() -> (
-    None
-):
+def one_slot_taken() -> tuple[AgentLink, Scheduler, InferenceJob, InferenceJob]:
+    """An agent of one slot, the job that holds it, and one that waits for it."""
     agent = make_agent("a")
     scheduler = Scheduler(Fleet(), max_buffered=10, max_attempts=3)
     scheduler.agent_joined(agent)
     busy, waiting = job(), job()
     scheduler.submit(busy)
     scheduler.submit(waiting)
+    return agent, scheduler, busy, waiting
+
+
+async def test_timed_reports_stop_when_the_job_is_dispatched_and_start_again_if_it_returns() -> (
+    None
+):
+    agent, scheduler, busy, waiting = one_slot_taken()
     heard: list[Waiting] = []
     updates = follow(waiting, scheduler, timed_patience(0.1), reports=heard.append)
     following = asyncio.ensure_future(anext(updates))
@@ -212,3 +220,29 @@ async def test_timed_reports_stop_when_the_job_is_dispatched_and_start_again_if_
     scheduler.agent_message(agent, protocol.Token(job_id=waiting.id, text="Hi"))
     update = await following
     assert isinstance(update, protocol.Token) and update.text == "Hi"
+
+
+async def test_the_timer_lets_go_of_a_finished_followers_stream_at_once() -> None:
+    class Stream:  # what hands reports to a client: a direct route's exchange
+        def __init__(self) -> None:
+            self.heard: list[Waiting] = []
+
+        def report(self, update: Waiting) -> None:
+            self.heard.append(update)
+
+    agent, scheduler, busy, waiting = one_slot_taken()
+    stream = Stream()
+    updates = follow(waiting, scheduler, timed_patience(0.1), reports=stream.report)
+    following = asyncio.ensure_future(anext(updates))
+    await asyncio.sleep(0.15)
+    assert stream.heard
+    scheduler.agent_message(agent, done(busy.id))
+    scheduler.agent_message(agent, done(waiting.id))
+    assert await following == done(waiting.id)
+    with pytest.raises(StopAsyncIteration):
+        await anext(updates)
+    assert len(scheduler.wake_ups) == 1  # its next wake-up is still to come...
+    gone = weakref.ref(stream)
+    del stream
+    gc.collect()
+    assert gone() is None  # ...but holds nothing of the stream's

@@ -68,63 +68,71 @@ async def follow(
     timed = None
     if reports is not None:
         timed = _TimedReports(job, scheduler, patience, expected_wait, reports)
-    while True:
-        if job.events.empty():  # events already in (a slow client's backlog) beat any deadline
-            now = time.monotonic()
-            if job.waiting:
-                deadline = job.queued_at + patience.buffer_timeout
-                if now >= deadline:
-                    scheduler.withdraw(job, "buffer_timeout")
-                    raise serving_errors.buffer_timeout(patience.buffer_timeout)
-                if report_due is None:
-                    report_due = now + patience.report_interval
-                    if timed is not None:
-                        timed.due = report_due
-                elif timed is None and now >= report_due:
-                    report_due = None
-                    yield Waiting(scheduler.position(job), now - job.admitted_at, expected_wait())
-                    continue
-                # no timer of its own: thousands may wait (see wake_ups.py)
-                if timed is not None:
-                    timed.arm()  # the timer reports, and ticks at the deadline
-                else:
-                    scheduler.wake_ups.wake(job, min(report_due, deadline))
-                event = await job.events.get()
-            else:
-                timeout: float | None = None
-                if not (job.finished or job.withdrawn or job.dispatched_at is None):
-                    since = last_heard if job.started else max(last_heard, job.dispatched_at)
-                    limit = patience.stall_timeout if job.started else patience.first_token_timeout
-                    remaining = since + limit - now
-                    if remaining <= 0:
-                        scheduler.deadline_passed(job, now - since)
+    try:
+        while True:
+            if job.events.empty():  # events already in (a slow client's backlog) beat any deadline
+                now = time.monotonic()
+                if job.waiting:
+                    deadline = job.queued_at + patience.buffer_timeout
+                    if now >= deadline:
+                        scheduler.withdraw(job, "buffer_timeout")
+                        raise serving_errors.buffer_timeout(patience.buffer_timeout)
+                    if report_due is None:
+                        report_due = now + patience.report_interval
+                        if timed is not None:
+                            timed.due = report_due
+                    elif timed is None and now >= report_due:
+                        report_due = None
+                        yield Waiting(
+                            scheduler.position(job), now - job.admitted_at, expected_wait()
+                        )
                         continue
-                    timeout = min(patience.keepalive_interval, remaining)
-                # else its outcome is on its way (or nobody waits for it): no timeout
-                try:
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
-                    # cancellation of a client that left if an event arrives at that moment
-                    async with asyncio.timeout(timeout):
-                        event = await job.events.get()
-                except TimeoutError:
-                    yield KeepAlive()
-                    continue
-        else:
-            event = job.events.get_nowait()
-        if isinstance(event, Tick):
-            continue  # the loop looks at the clock (a wake-up for an earlier wait is stale)
-        report_due = None
-        last_heard = time.monotonic()
-        match event:
-            case Requeued():
-                pass  # it waits again, for a whole buffer_timeout
-            case Token():
-                yield event
-            case Done() | Embeddings():
-                yield event
-                return
-            case Failed():
-                raise _client_error(event)
+                    # no timer of its own: thousands may wait (see wake_ups.py)
+                    if timed is not None:
+                        timed.arm()  # the timer reports, and ticks at the deadline
+                    else:
+                        scheduler.wake_ups.wake(job, min(report_due, deadline))
+                    event = await job.events.get()
+                else:
+                    timeout: float | None = None
+                    if not (job.finished or job.withdrawn or job.dispatched_at is None):
+                        since = last_heard if job.started else max(last_heard, job.dispatched_at)
+                        limit = (
+                            patience.stall_timeout if job.started else patience.first_token_timeout
+                        )
+                        remaining = since + limit - now
+                        if remaining <= 0:
+                            scheduler.deadline_passed(job, now - since)
+                            continue
+                        timeout = min(patience.keepalive_interval, remaining)
+                    # else its outcome is on its way (or nobody waits for it): no timeout
+                    try:
+                        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                        # cancellation of a client that left if an event arrives at that moment
+                        async with asyncio.timeout(timeout):
+                            event = await job.events.get()
+                    except TimeoutError:
+                        yield KeepAlive()
+                        continue
+            else:
+                event = job.events.get_nowait()
+            if isinstance(event, Tick):
+                continue  # the loop looks at the clock (a wake-up for an earlier wait is stale)
+            report_due = None
+            last_heard = time.monotonic()
+            match event:
+                case Requeued():
+                    pass  # it waits again, for a whole buffer_timeout
+                case Token():
+                    yield event
+                case Done() | Embeddings():
+                    yield event
+                    return
+                case Failed():
+                    raise _client_error(event)
+    finally:
+        if timed is not None:
+            timed.stop()  # the timer may hold it a while yet: not its caller's state
 
 
 class _TimedReports:
@@ -157,6 +165,10 @@ class _TimedReports:
             self._armed = True
             self._wake()
 
+    def stop(self) -> None:
+        """Hand no more reports on (the follower is done)."""
+        self._reports = _unheard
+
     def _wake(self) -> None:
         deadline = self._job.queued_at + self._patience.buffer_timeout
         self._scheduler.wake_ups.wake(self._job, min(self.due, deadline), self._fire)
@@ -176,6 +188,10 @@ class _TimedReports:
             waited = now - job.admitted_at
             self._reports(Waiting(self._scheduler.position(job), waited, self._expected_wait()))
         self._wake()
+
+
+def _unheard(update: Waiting) -> None:
+    """Where the reports of a job nobody follows any more would go."""
 
 
 def at_hand(job: InferenceJob) -> bool:
