@@ -18,6 +18,7 @@ from quart import Quart
 from control_plane import garbage_collection
 from control_plane.addresses import split_address
 from control_plane.app import create_inference_app, create_management_app
+from control_plane.http_protocol import HttpProtocol
 from control_plane.state import ControlPlane
 
 logger = logging.getLogger("paddler.control_plane")
@@ -54,7 +55,7 @@ class _Server(uvicorn.Server):
 def _uvicorn_config(app: Quart, max_message_bytes: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http="httptools",
+        http=HttpProtocol,  # httptools, with connections reset by clients let go at once
         ws="websockets-sansio",
         loop="none",  # the running loop (uvloop when installed, see paddler.event_loop)
         lifespan="off",  # the control plane starts and stops its state itself
