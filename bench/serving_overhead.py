@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.engine.cpu_path import CPU_REPACK_CHOICES, choose_cpu_path
 from agent.engine.engine import Engine
 from bench._servers import control_plane, paddler_agent
-from bench._streams import Load, engine_load, http_load
+from bench._streams import Load, engine_load, lean_http_load
 from paddler.bundled import bundled_model_path
 from paddler.protocol import ChatMessage, CpuRepack, GenerationRequest, SamplingParams
 
 PROMPT = "Write a long story about a lighthouse keeper."
+PATH = "/v1/chat/completions"
 
 
 def request(tokens: int) -> GenerationRequest:
@@ -54,23 +55,25 @@ Pair = tuple[Load, Load]  # one round: the engine alone, then through Paddler (o
 
 
 async def alternate(
-    model: Path, url: str, streams: int, tokens: int, cpu_repack: CpuRepack, repeat: int
+    model: Path, port: int, streams: int, tokens: int, cpu_repack: CpuRepack, repeat: int
 ) -> list[Pair]:
     """``repeat`` rounds of both measurements, their order swapped each round, with the engine
-    and the fleet both up throughout: what else the machine runs weighs on both alike."""
+    and the fleet both up throughout: what else the machine runs weighs on both alike. The
+    client is a bare asyncio one: the engine's is free, and httpx's CPU would be counted
+    against the control plane on these shared cores."""
     engine = Engine(model, streams, cpu_repack=cpu_repack)
-    path = "/v1/chat/completions"
 
     async def alone() -> Load:
         return await engine_load(engine, [request(tokens)] * streams)
 
-    async def paddler() -> Load:
-        return await http_load(url, path, [body(model, tokens)] * streams, what="Paddler")
+    async def paddler(count: int = streams, length: int = tokens) -> Load:
+        bodies = [body(model, length)] * count
+        return await lean_http_load("127.0.0.1", port, PATH, bodies, what="Paddler")
 
     try:
         await engine.load()
         await engine_load(engine, [request(4)])  # warm-ups: the first decode of each side
-        await http_load(url, path, [body(model, 4)], what="Paddler")
+        await paddler(1, 4)
         rounds: list[Pair] = []
         for index in range(repeat):
             if index % 2 == 0:
@@ -107,7 +110,7 @@ def main() -> None:
     ):
         rounds = asyncio.run(
             alternate(
-                model, plane.inference_url, args.streams, args.tokens, args.cpu_repack, args.repeat
+                model, plane.inference_port, args.streams, args.tokens, args.cpu_repack, args.repeat
             )
         )
 
