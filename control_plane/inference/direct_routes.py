@@ -31,7 +31,7 @@ from control_plane.inference.request_ids import REQUEST_ID_HEADER, request_id_fr
 from control_plane.inference.routes import collect_completion, queued_comment, stream_completion
 from control_plane.inference.submission import SESSION_HEADER, submit
 from control_plane.serving.jobs import InferenceJob
-from control_plane.serving.relay import Update, Waiting, at_hand
+from control_plane.serving.relay import Update, Waiting, at_hand, unheard
 from control_plane.state import ControlPlane
 from control_plane.tenancy import Caller, Ticket
 from paddler.logs import current_request_id
@@ -72,11 +72,6 @@ class DirectRoutes:
             await self.app(scope, receive, send)
         else:
             await _Exchange(self.state, scope, receive, send).serve(parse)
-
-
-def _unheard(update: Waiting) -> None:
-    """Where a completion that is not streamed puts its reports: nowhere (its client hears
-    nothing until the answer)."""
 
 
 def _parser_for(scope: Scope) -> Parse | None:
@@ -131,7 +126,7 @@ class _Exchange:
             session_header=self.headers.get(_SESSION),
             on_admission=self._admitted,
             user=call.user,
-            reports=self._report if call.stream else _unheard,
+            reports=self._report if call.stream else unheard,
         )
         try:
             if call.stream:
@@ -207,10 +202,10 @@ class _Exchange:
             logger.debug("a queue report was not written: %r", error)
 
     async def _reports_written(self) -> None:
-        """Wait for a report still being written, so that what follows comes after it."""
-        if self.report_sending is not None:
-            await self.report_sending
-            self.report_sending = None
+        """Wait for the report last begun (if still being written): what follows comes after."""
+        assert self.report_sending is not None
+        await self.report_sending
+        self.report_sending = None
 
     async def _until_client_leaves(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, run in this task; ``None`` if the client disconnects first, which

@@ -167,7 +167,7 @@ class _TimedReports:
 
     def stop(self) -> None:
         """Hand no more reports on (the follower is done)."""
-        self._reports = _unheard
+        self._reports = unheard
 
     def _wake(self) -> None:
         deadline = self._job.queued_at + self._patience.buffer_timeout
@@ -190,8 +190,9 @@ class _TimedReports:
         self._wake()
 
 
-def _unheard(update: Waiting) -> None:
-    """Where the reports of a job nobody follows any more would go."""
+def unheard(update: Waiting) -> None:
+    """Where reports nobody hears go: those of a completion that is not streamed, or of a job
+    whose follower is done."""
 
 
 def at_hand(job: InferenceJob) -> bool:
