@@ -198,6 +198,19 @@ def test_a_waiting_stream_hears_its_place_until_it_is_served_whole(
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
 
 
+def test_a_waiting_response_stream_hears_its_place_as_completions_do(
+    control_plane: ControlPlane, agentless_pool: str
+) -> None:
+    """The Responses API goes through Quart, not the direct routes, and words it alike."""
+    body = {"model": agentless_pool, "input": "hi", "max_output_tokens": 3, "stream": True}
+    url = control_plane.inference_url + "/v1/responses"
+    with httpx.stream("POST", url, json=body, timeout=30) as response:
+        comments = (event for event in sse_events(response) if is_comment(event))
+        assert next(comments) == ": queued position=1 waited=0s"
+        assert QUEUED.fullmatch(str(next(comments)))
+    wait_until_withdrawn(control_plane, agentless_pool)
+
+
 def is_comment(event: dict[str, Any] | str) -> bool:
     return isinstance(event, str) and event.startswith(":")
 

@@ -85,7 +85,8 @@ def _expected(seconds: float | None) -> str:
 
 
 def queued_comment(update: Waiting) -> bytes:
-    """The comment that tells a waiting stream where it stands."""
+    """The comment that tells a waiting stream (a completion's or a response's) where it stands:
+    its place, how long it waited, and ``expected_wait`` while a cold start is under way."""
     return server_sent_events.comment(
         f"queued position={update.position} waited={update.seconds_waited:.0f}s"
         + _expected(update.expected_wait)

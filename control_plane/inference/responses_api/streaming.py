@@ -12,6 +12,7 @@ from typing import Any
 
 from control_plane import errors, json_bodies, server_sent_events, serving_errors
 from control_plane.inference.responses_api.generation import ResponseRun
+from control_plane.inference.routes import queued_comment
 from control_plane.serving.jobs import InferenceJob
 from control_plane.serving.relay import KeepAlive, Update, Waiting
 from control_plane.state import ControlPlane
@@ -42,12 +43,10 @@ async def stream_response(
         yield events.send({"type": "response.in_progress", "response": run.body("in_progress")})
         if job.waiting:
             expected = state.autoscaling.expected_wait(job.pool)
-            yield server_sent_events.comment(_queued(state.scheduler.position(job), 0, expected))
+            yield queued_comment(Waiting(state.scheduler.position(job), 0, expected))
         async for update in updates:
             if isinstance(update, Waiting):
-                yield server_sent_events.comment(
-                    _queued(update.position, update.seconds_waited, update.expected_wait)
-                )
+                yield queued_comment(update)
             elif isinstance(update, KeepAlive):
                 yield server_sent_events.comment("keep-alive")
             elif isinstance(update, Token):
@@ -70,13 +69,6 @@ async def stream_response(
             yield events.send(event)
     finally:
         state.scheduler.withdraw(job, "client_disconnected")
-
-
-def _queued(position: int, waited: float, expected: float | None) -> str:
-    """Where the request stands in the buffer; ``expected_wait`` while a cold start is under
-    way for it (as chat streams say it)."""
-    text = f"queued position={position} waited={waited:.0f}s"
-    return text if expected is None else f"{text} expected_wait={expected:.0f}s"
 
 
 def _failure(run: ResponseRun, error: errors.OpenAIError) -> list[dict[str, Any]]:
