@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from control_plane.providers.local import LocalProvider, LocalSettings  # noqa: E402
 from paddler.bundled import bundled_model_path  # noqa: E402
+from tests.processes import free_ports  # noqa: E402
 
 GOAL_MARGIN_SECONDS = 1.5
 ADMIN_TOKEN = "bench-admin-token"
@@ -58,13 +58,6 @@ generated = time.perf_counter()
 print(json.dumps({"import": imported - started, "load": loaded - imported,
                   "first_token": generated - loaded}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def bare_load(model: Path, slots: int) -> dict[str, float]:
@@ -110,7 +103,7 @@ def stored_instance(management: int) -> dict[str, Any]:
 
 
 def cold_start(model: Path, slots: int, directory: Path) -> dict[str, Any]:
-    inference, management = free_port(), free_port()
+    inference, management = free_ports(2)
     cluster = f"bench-{os.getpid()}"
     log = directory / "control-plane.log"
     args = [

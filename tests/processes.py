@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,10 +22,19 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now: each probe stays bound until all are chosen (two
+    probes in a row may otherwise be given the same port)."""
+    with contextlib.ExitStack() as probes:
+        ports: list[int] = []
+        for _ in range(count):
+            probe = probes.enter_context(socket.socket())
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+        return ports
 
 
 def wait_until(
@@ -84,8 +94,7 @@ class ServerProcess:
 
 class ControlPlane(ServerProcess):
     def __init__(self, directory: Path, *extra: str) -> None:
-        self.inference_port = free_port()
-        self.management_port = free_port()
+        self.inference_port, self.management_port = free_ports(2)
         super().__init__(
             [
                 "control-plane",

@@ -9,7 +9,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -22,6 +21,7 @@ from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from control_plane.db import migrate
+from tests.processes import free_port
 
 
 class PostgresServer:
@@ -30,7 +30,7 @@ class PostgresServer:
     def __init__(self, bin_dir: Path) -> None:
         self.bin_dir = bin_dir
         self.data_dir = Path(tempfile.mkdtemp(prefix="paddler-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         # initdb and postgres refuse to run as root.
         self.user = "postgres" if os.geteuid() == 0 else None
         if self.user is not None:
@@ -76,13 +76,6 @@ class PostgresServer:
 
         asyncio.run(create())
         return f"{server_url}/{name}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _postgres_bin_dir() -> Path | None:

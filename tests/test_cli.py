@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from control_plane.db.migrate import head
-from tests.processes import free_port
+from tests.processes import free_ports
 
 
 def paddler(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -48,7 +48,7 @@ def read_until(process: subprocess.Popen[bytes], marker: str, timeout: float) ->
 
 
 def test_up_serves_the_bundled_model_with_one_command(tmp_path: Path) -> None:
-    inference, management = free_port(), free_port()
+    inference, management = free_ports(2)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -120,7 +120,7 @@ def agent_pids(management: int) -> set[int]:
 def test_up_killed_and_started_again_keeps_its_agent_and_its_secrets(tmp_path: Path) -> None:
     """Its agent token is kept like the admin token: the agent left running is adopted and
     accepted, and no second agent starts (max 1). Neither token reaches the log."""
-    inference, management = free_port(), free_port()
+    inference, management = free_ports(2)
     log_path = tmp_path / "up.log"
     command = [
         *(sys.executable, "-m", "paddler", "up", "--slots", "1", "--log-level", "info"),
